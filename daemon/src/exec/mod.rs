@@ -1,0 +1,135 @@
+//! The executor: starts, signals, accounts and reaps runs (DESIGN §1, §3).
+//!
+//! Its interface is a set of plain, serialisable messages ([`RunSpec`],
+//! [`ExecEvent`], [`RunOutcome`]) so that the host-integration work can move
+//! it into the privileged parent process without touching the scheduler.
+//! It re-checks the security policy ([`ExecPolicy`]) itself on every spawn.
+//!
+//! Contract:
+//! - [`Executor::spawn`] is synchronous and fast (it is on the fire-latency
+//!   path): it resolves user, groups, environment and the program path
+//!   *before* forking; the child only calls setsid, dup2, setgroups, setgid,
+//!   setuid, chdir, execve. It returns once the child exists.
+//! - Every spawned run ends with exactly one [`ExecEvent::Finished`] on the
+//!   event channel, whatever happens (exit, signal, timeout, kill).
+//! - Output (stdout+stderr interleaved) is appended to
+//!   [`output_path`]`(state_dir, key)` while the run lives, and the outcome
+//!   carries the first and last `output_limit/2` bytes plus the true count.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cronsun_proto::job::{Limits, RunAs};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// What to run. `key` is the record id `<run_id>#<attempt>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub key: String,
+    pub argv: Vec<String>,
+    /// `None`: the policy's `default_run_as`.
+    pub run_as: Option<RunAs>,
+    /// Job env plus `CRONSUN_*`; the executor adds the cron-like base
+    /// (`PATH`, `HOME`, `SHELL`, `USER`, `LOGNAME` from passwd) under these.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    pub output_limit: u64,
+    pub limits: Limits,
+}
+
+/// Who may run what (config `[security]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecPolicy {
+    /// User for jobs that name none (fallback `nobody`; root never implied).
+    pub default_run_as: String,
+    /// Users jobs may name; root only if listed.
+    pub allowed_users: Vec<String>,
+    /// If set, argv[0] must be one of these absolute paths, root-owned and not
+    /// group/world-writable (nor its parent folders) at spawn time.
+    pub allowed_commands: Option<Vec<PathBuf>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KillReason {
+    /// A user asked (API/CLI kill, or `replace`).
+    Requested,
+    /// Daemon shutdown after the drain deadline.
+    Shutdown,
+}
+
+/// Identity of a started process, enough to find it again safely after a
+/// daemon crash (never kill by a stored pid alone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    pub pid: i32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_ticks: u64,
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub key: String,
+    pub identity: ProcessIdentity,
+    pub started_at: Timestamp,
+    /// The uid/gid/user the run actually got.
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Termination {
+    Exited(i32),
+    Signaled(i32),
+    /// Hit its timeout (killed with SIGTERM, then SIGKILL after the grace).
+    TimedOut,
+    /// Killed on request.
+    Killed(KillReason),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub peak_memory: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub io_bytes: Option<u64>,
+    pub oom_kills: Option<u64>,
+    pub peak_pids: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub termination: Termination,
+    /// The main process's exit code / signal, when it had one.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub finished_at: Timestamp,
+    pub output_head: Vec<u8>,
+    pub output_tail: Vec<u8>,
+    pub output_bytes: u64,
+    pub truncated: bool,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecEvent {
+    Finished { key: String, outcome: RunOutcome },
+}
+
+/// Why a spawn was refused or failed; the message names the cause.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum SpawnError {
+    #[error("refused by policy: {0}")]
+    Refused(String),
+    #[error("cannot start: {0}")]
+    Failed(String),
+}
+
+/// Path of the live output file of run `key`.
+pub fn output_path(state_dir: &Path, key: &str) -> PathBuf {
+    state_dir.join("output").join(format!("{}.log", key.replace(['/', '#'], "_")))
+}
