@@ -2,5 +2,13 @@
 //!
 //! Codemap: see `docs/ARCHITECTURE.md`.
 
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod exec;
+pub mod faults;
+pub mod metrics;
+pub mod node;
+pub mod scheduler;
 pub mod store;

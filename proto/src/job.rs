@@ -375,9 +375,7 @@ impl FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let n: u64 = num
             .parse()
@@ -399,7 +397,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= m && n % m == 0 {
+            if n >= m && n.is_multiple_of(m) {
                 return write!(f, "{}{unit}", n / m);
             }
         }
@@ -476,12 +474,18 @@ impl Job {
         if !is_valid_group(&self.group) {
             return Err(ValidationError::new(
                 "group",
-                format!("{:?} is not a valid group: use 1-64 characters of [A-Za-z0-9_.-]", self.group),
+                format!(
+                    "{:?} is not a valid group: use 1-64 characters of [A-Za-z0-9_.-]",
+                    self.group
+                ),
             ));
         }
         self.argv()?;
         if self.rules.is_empty() {
-            return Err(ValidationError::new("rules", "a job needs at least one rule"));
+            return Err(ValidationError::new(
+                "rules",
+                "a job needs at least one rule",
+            ));
         }
         if self.rules.len() > MAX_RULES {
             return Err(ValidationError::new(
@@ -528,8 +532,18 @@ impl Job {
                 return Err(ValidationError::new("timeout", "must be at least 1s"));
             }
         }
-        check_range("kill_grace", self.kill_grace, Dur::millis(0), Dur::secs(3600))?;
-        check_range("retry_delay", self.retry_delay, Dur::millis(0), Dur::secs(86_400))?;
+        check_range(
+            "kill_grace",
+            self.kill_grace,
+            Dur::millis(0),
+            Dur::secs(3600),
+        )?;
+        check_range(
+            "retry_delay",
+            self.retry_delay,
+            Dur::millis(0),
+            Dur::secs(86_400),
+        )?;
         if let Some(d) = self.start_deadline {
             check_range("start_deadline", d, Dur::secs(1), Dur::secs(366 * 86_400))?;
         }
@@ -548,7 +562,10 @@ impl Job {
         if self.output_limit.0 > MAX_OUTPUT_LIMIT || self.output_limit.0 < 2 {
             return Err(ValidationError::new(
                 "output_limit",
-                format!("must be between 2 bytes and 1MiB, got {}", self.output_limit),
+                format!(
+                    "must be between 2 bytes and 1MiB, got {}",
+                    self.output_limit
+                ),
             ));
         }
         for (k, v) in &self.env {
@@ -567,11 +584,14 @@ impl Job {
         }
         if let Some(m) = self.limits.memory {
             if m.0 < 1 << 20 {
-                return Err(ValidationError::new("limits.memory", "must be at least 1MiB"));
+                return Err(ValidationError::new(
+                    "limits.memory",
+                    "must be at least 1MiB",
+                ));
             }
         }
         if let Some(c) = self.limits.cpu {
-            if !(c.is_finite() && c >= 0.01 && c <= 4096.0) {
+            if !(c.is_finite() && (0.01..=4096.0).contains(&c)) {
                 return Err(ValidationError::new(
                     "limits.cpu",
                     "must be a number of cores between 0.01 and 4096",
@@ -651,11 +671,9 @@ impl Job {
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, r) in self.rules.iter().enumerate() {
             let tz = r.timezone.as_deref().unwrap_or("UTC");
-            rules.push(
-                Schedule::parse(&r.schedule, tz, &self.id).map_err(|e| {
-                    ValidationError::new(format!("rules[{i}].schedule"), e.to_string())
-                })?,
-            );
+            rules.push(Schedule::parse(&r.schedule, tz, &self.id).map_err(|e| {
+                ValidationError::new(format!("rules[{i}].schedule"), e.to_string())
+            })?);
         }
         Ok(JobSchedule::new(rules))
     }
@@ -698,8 +716,7 @@ impl Job {
 fn is_valid_group(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 

@@ -131,5 +131,35 @@ pub enum SpawnError {
 
 /// Path of the live output file of run `key`.
 pub fn output_path(state_dir: &Path, key: &str) -> PathBuf {
-    state_dir.join("output").join(format!("{}.log", key.replace(['/', '#'], "_")))
+    state_dir
+        .join("output")
+        .join(format!("{}.log", key.replace(['/', '#'], "_")))
+}
+
+// LEAD-STUB (not committed)
+#[derive(Clone)]
+pub struct Executor;
+#[derive(Debug)]
+pub struct LeftoverRun {
+    pub key: String,
+    pub identity: ProcessIdentity,
+    pub killed: bool,
+}
+impl Executor {
+    pub fn new(
+        _p: ExecPolicy,
+        _s: &Path,
+        _e: tokio::sync::mpsc::UnboundedSender<ExecEvent>,
+    ) -> std::io::Result<Executor> {
+        Ok(Executor)
+    }
+    pub fn spawn(&self, _s: RunSpec) -> Result<Started, SpawnError> {
+        Err(SpawnError::Failed("stub".into()))
+    }
+    pub fn kill(&self, _k: &str, _r: KillReason) -> bool {
+        false
+    }
+    pub fn recover_leftovers(&self) -> Vec<LeftoverRun> {
+        vec![]
+    }
 }

@@ -27,7 +27,9 @@ impl Schedule {
     /// `@every` offset.
     pub fn parse(expr: &str, tz: &str, job_id: &str) -> Result<Schedule, ScheduleError> {
         let _ = (expr, tz, job_id);
-        Err(ScheduleError::Invalid("schedules are not implemented yet".into()))
+        Err(ScheduleError::Invalid(
+            "schedules are not implemented yet".into(),
+        ))
     }
     /// The first fire instant strictly after `t`, or `None` if there is none.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
@@ -82,9 +84,16 @@ impl JobSchedule {
 
 /// `cronsun cron next`: the next `n` instants strictly after `from`, shown in
 /// the rule's zone.
-pub fn preview(expr: &str, tz: &str, from: Timestamp, n: usize) -> Result<Vec<ZonedDateTime>, ScheduleError> {
+pub fn preview(
+    expr: &str,
+    tz: &str,
+    from: Timestamp,
+    n: usize,
+) -> Result<Vec<ZonedDateTime>, ScheduleError> {
     let _ = (expr, tz, from, n);
-    Err(ScheduleError::Invalid("schedules are not implemented yet".into()))
+    Err(ScheduleError::Invalid(
+        "schedules are not implemented yet".into(),
+    ))
 }
 
 /// The version of the tz database compiled into this binary (e.g. `2025b`).

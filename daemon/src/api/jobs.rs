@@ -1,0 +1,283 @@
+//! `/api/v1/jobs`: list, show, create, update (with revision), apply,
+//! delete, pause, resume, run now.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cronsun_proto::api::{
+    ApplyRequest, ApplyResult, JobList, JobState, JobView, PauseRequest, RunNowRequest,
+    RunNowResponse,
+};
+use cronsun_proto::job::ValidateContext;
+use cronsun_proto::Job;
+
+use super::body::{JsonBody, OptionalJson};
+use super::error::{ApiResult, Failure};
+use super::AppState;
+use crate::store::Expect;
+
+impl AppState {
+    fn validate_ctx(&self) -> ValidateContext {
+        ValidateContext {
+            default_timezone: self.default_tz.clone(),
+            now: self.clock.now(),
+            allow_past_at: false,
+        }
+    }
+
+    async fn view(&self, job: Job, last: Option<cronsun_proto::api::LastRun>) -> JobView {
+        JobView {
+            state: JobState {
+                next_run: self.sched.next_run(&job.id),
+                last_run: last,
+                running: self.sched.running_count(&job.id),
+            },
+            job: job.redacted(),
+        }
+    }
+
+    async fn stored_job(&self, id: &str) -> ApiResult<Job> {
+        self.coord
+            .get_job(id)
+            .await?
+            .ok_or_else(|| Failure::not_found(format!("job {id:?} not found")))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", responses((status = 200, body = JobList)))]
+pub async fn list(State(s): State<AppState>) -> ApiResult<Json<JobList>> {
+    let jobs = s.coord.list_jobs().await?;
+    let mut latest: HashMap<String, _> = s.runs.latest_per_job().await?.into_iter().collect();
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let last = latest.remove(&j.id);
+        out.push(s.view(j, last).await);
+    }
+    Ok(Json(JobList { jobs: out }))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    responses((status = 200, body = JobView), (status = 404, body = cronsun_proto::api::ApiError)))]
+pub async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = s.stored_job(&id).await?;
+    let rev = job.revision;
+    let last = s
+        .runs
+        .latest_per_job()
+        .await?
+        .into_iter()
+        .find(|(j, _)| *j == id)
+        .map(|(_, l)| l);
+    let view = s.view(job, last).await;
+    Ok(with_etag(rev, Json(view)))
+}
+
+fn with_etag(rev: u64, body: impl IntoResponse) -> Response {
+    let mut r = body.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{rev}\"")) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = Job,
+    responses((status = 201, body = Job), (status = 409, body = cronsun_proto::api::ApiError),
+              (status = 422, body = cronsun_proto::api::ApiError)))]
+pub async fn create(
+    State(s): State<AppState>,
+    JsonBody(mut job): JsonBody<Job>,
+) -> ApiResult<Response> {
+    job.validate(&s.validate_ctx())
+        .map_err(|e| Failure::invalid(e, ""))?;
+    let stored = s.coord.put_job(job, Expect::Absent, s.clock.now()).await?;
+    let rev = stored.revision;
+    Ok(with_etag(
+        rev,
+        (StatusCode::CREATED, Json(stored.redacted())),
+    ))
+}
+
+/// The revision an update names: `If-Match: "<n>"`, else the body's `revision`.
+fn expected_revision(headers: &HeaderMap, body_rev: u64) -> ApiResult<u64> {
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let s = v
+            .to_str()
+            .unwrap_or("")
+            .trim()
+            .trim_start_matches("W/")
+            .trim_matches('"');
+        return s.parse().map_err(|_| {
+            Failure::bad_request(format!(
+                "If-Match must be a job revision such as \"12\", got {s:?}"
+            ))
+            .field("If-Match")
+        });
+    }
+    if body_rev != 0 {
+        return Ok(body_rev);
+    }
+    Err(Failure::conflict(
+        "an update must name the revision it changes: send If-Match: \"<revision>\" (from GET's ETag) or the job's revision field",
+    )
+    .field("revision"))
+}
+
+#[utoipa::path(put, path = "/api/v1/jobs/{id}", tag = "jobs", request_body = Job,
+    params(("If-Match" = String, Header, description = "revision being replaced")),
+    responses((status = 200, body = Job), (status = 409, body = cronsun_proto::api::ApiError),
+              (status = 422, body = cronsun_proto::api::ApiError)))]
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(mut job): JsonBody<Job>,
+) -> ApiResult<Response> {
+    if job.id != id {
+        return Err(Failure::bad_request(format!(
+            "the body's id {:?} differs from the path's {id:?}",
+            job.id
+        ))
+        .field("id"));
+    }
+    let rev = expected_revision(&headers, job.revision)?;
+    let stored = s.stored_job(&id).await?;
+    job.keep_secrets_from(&stored);
+    job.validate(&s.validate_ctx())
+        .map_err(|e| Failure::invalid(e, ""))?;
+    let saved = s
+        .coord
+        .put_job(job, Expect::Revision(rev), s.clock.now())
+        .await?;
+    let rev = saved.revision;
+    Ok(with_etag(rev, Json(saved.redacted())))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/apply", tag = "jobs", request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResult), (status = 422, body = cronsun_proto::api::ApiError)))]
+pub async fn apply(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<ApplyRequest>,
+) -> ApiResult<Json<ApplyResult>> {
+    let ctx = s.validate_ctx();
+    let mut seen = std::collections::HashSet::new();
+    let mut jobs = req.jobs;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        job.validate(&ctx)
+            .map_err(|e| Failure::invalid(e, &format!("jobs[{i}].")))?;
+        if !seen.insert(job.id.clone()) {
+            return Err(Failure::invalid(
+                cronsun_proto::ValidationError::new("id", format!("{:?} appears twice", job.id)),
+                &format!("jobs[{i}]."),
+            ));
+        }
+    }
+    let existing: HashMap<String, Job> = s
+        .coord
+        .list_jobs()
+        .await?
+        .into_iter()
+        .map(|j| (j.id.clone(), j))
+        .collect();
+    let mut result = ApplyResult::default();
+    let mut writes = Vec::new();
+    for mut job in jobs {
+        match existing.get(&job.id) {
+            Some(old) => {
+                job.keep_secrets_from(old);
+                if job.same_definition(&Job {
+                    revision: job.revision,
+                    ..old.clone()
+                }) {
+                    result.unchanged.push(job.id.clone());
+                    continue;
+                }
+                result.updated.push(job.id.clone());
+                writes.push((job, Expect::Revision(old.revision)));
+            }
+            None => {
+                result.created.push(job.id.clone());
+                writes.push((job, Expect::Absent));
+            }
+        }
+    }
+    if !writes.is_empty() {
+        s.coord.put_jobs(writes, s.clock.now()).await?;
+    }
+    Ok(Json(result))
+}
+
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", tag = "jobs",
+    responses((status = 204), (status = 404, body = cronsun_proto::api::ApiError)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let expect = if headers.contains_key(header::IF_MATCH) {
+        Expect::Revision(expected_revision(&headers, 0)?)
+    } else {
+        s.stored_job(&id).await?;
+        Expect::Any
+    };
+    s.coord.delete_job(&id, expect).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/pause", tag = "jobs", request_body = PauseRequest,
+    responses((status = 200, body = Job)))]
+pub async fn pause(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<PauseRequest>,
+) -> ApiResult<Json<Job>> {
+    let reason = body.and_then(|b| b.reason);
+    let mut job = s.stored_job(&id).await?;
+    let rev = job.revision;
+    job.paused = true;
+    job.paused_reason = reason;
+    let saved = s
+        .coord
+        .put_job(job, Expect::Revision(rev), s.clock.now())
+        .await?;
+    Ok(Json(saved.redacted()))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", tag = "jobs", responses((status = 200, body = Job)))]
+pub async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
+    let mut job = s.stored_job(&id).await?;
+    let rev = job.revision;
+    if job.paused {
+        // Paused time is never missed: the watermark restarts at now.
+        s.coord.set_watermark(&id, s.clock.now()).await?;
+    }
+    job.paused = false;
+    job.paused_reason = None;
+    let saved = s
+        .coord
+        .put_job(job, Expect::Revision(rev), s.clock.now())
+        .await?;
+    Ok(Json(saved.redacted()))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/run", tag = "jobs", request_body = RunNowRequest,
+    responses((status = 202, body = RunNowResponse), (status = 409, body = cronsun_proto::api::ApiError)))]
+pub async fn run_now(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<RunNowRequest>,
+) -> ApiResult<(StatusCode, Json<RunNowResponse>)> {
+    if let Some(RunNowRequest { node: Some(n) }) = &body {
+        if *n != s.node.id {
+            return Err(Failure::bad_request(format!(
+                "node {n:?} is not known here; this standalone node is {:?}",
+                s.node.id
+            ))
+            .field("node"));
+        }
+    }
+    let run_id = s.sched.run_now(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunNowResponse { run_id })))
+}

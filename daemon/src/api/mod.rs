@@ -1,0 +1,127 @@
+//! The HTTP API under `/api/v1` (axum), served on TCP with Bearer tokens and
+//! on a Unix socket authorised by peer credentials. Routes and bodies are
+//! listed in `docs/ARCHITECTURE.md`; the OpenAPI document at
+//! `/api/v1/openapi.json` is generated from the same handlers and types.
+
+pub mod auth;
+mod body;
+mod error;
+mod jobs;
+mod runs;
+mod system;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+pub use auth::{PeerCred, TokenCheck};
+pub use error::Failure;
+pub use runs::stored_output;
+pub use system::VERSION;
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::node::NodeFacts;
+use crate::scheduler::SchedulerHandle;
+use crate::store::{CoordStore, RunStore};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub coord: Arc<dyn CoordStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub sched: SchedulerHandle,
+    pub clock: Clock,
+    pub default_tz: String,
+    pub node: Arc<NodeFacts>,
+    pub metrics: Metrics,
+    pub token: TokenCheck,
+    pub state_dir: PathBuf,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cronsun API",
+        description = "Distributed cron: jobs, runs, nodes."
+    ),
+    paths(
+        jobs::list,
+        jobs::show,
+        jobs::create,
+        jobs::update,
+        jobs::apply,
+        jobs::delete,
+        jobs::pause,
+        jobs::resume,
+        jobs::run_now,
+        runs::search,
+        runs::show,
+        runs::kill,
+        runs::stream,
+        system::health,
+        system::nodes,
+        system::preview,
+        system::pause_state,
+        system::pause_all,
+        system::resume_all,
+    ),
+    components(schemas(cronsun_proto::api::ApiError))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".into())
+}
+
+/// Every route; `auth` wraps all but `/healthz` and the OpenAPI document.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
+        .route("/api/v1/jobs/apply", post(jobs::apply))
+        .route(
+            "/api/v1/jobs/{id}",
+            get(jobs::show).put(jobs::update).delete(jobs::delete),
+        )
+        .route("/api/v1/jobs/{id}/pause", post(jobs::pause))
+        .route("/api/v1/jobs/{id}/resume", post(jobs::resume))
+        .route("/api/v1/jobs/{id}/run", post(jobs::run_now))
+        .route(
+            "/api/v1/pause",
+            get(system::pause_state)
+                .put(system::pause_all)
+                .delete(system::resume_all),
+        )
+        .route("/api/v1/runs", get(runs::search))
+        .route("/api/v1/runs/{id}", get(runs::show))
+        .route("/api/v1/runs/{id}/stream", get(runs::stream))
+        .route("/api/v1/runs/{id}/kill", post(runs::kill))
+        .route("/api/v1/nodes", get(system::nodes))
+        .route("/api/v1/schedule/preview", get(system::preview))
+        .route("/metrics", get(system::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
+    let doc = openapi_json();
+    Router::new()
+        .route("/healthz", get(system::health))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    doc,
+                )
+            }),
+        )
+        .merge(api)
+        .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
+        .with_state(state)
+}

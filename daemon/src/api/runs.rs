@@ -1,0 +1,201 @@
+//! `/api/v1/runs`: search, show, live output (SSE) and kill.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use cronsun_proto::api::{RunPage, RunQuery};
+use cronsun_proto::RunRecord;
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::body::QueryArgs;
+use super::error::{ApiResult, Failure};
+use super::AppState;
+
+/// Poll interval of a followed output file while its run is going.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Largest chunk sent in one SSE event.
+const CHUNK: usize = 16 * 1024;
+
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery),
+    responses((status = 200, body = RunPage)))]
+pub async fn search(
+    State(s): State<AppState>,
+    QueryArgs(q): QueryArgs<RunQuery>,
+) -> ApiResult<Json<RunPage>> {
+    if let Some(l) = q.limit {
+        if l == 0 || l > 1000 {
+            return Err(Failure::bad_request("limit must be between 1 and 1000").field("limit"));
+        }
+    }
+    Ok(Json(s.runs.search(&q).await?))
+}
+
+async fn find(s: &AppState, id: &str) -> ApiResult<RunRecord> {
+    let rec = s
+        .runs
+        .get(id)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("run {id:?} not found")))?;
+    // A running attempt's in-memory view is fresher than its `running` record.
+    Ok(s.sched.active(&rec.record_id()).unwrap_or(rec))
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "<run_id>#<attempt> (URL-encoded) or a run id")),
+    responses((status = 200, body = RunRecord), (status = 404, body = cronsun_proto::api::ApiError)))]
+pub async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunRecord>> {
+    Ok(Json(find(&s, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/kill", tag = "runs",
+    responses((status = 202), (status = 404, body = cronsun_proto::api::ApiError),
+              (status = 409, body = cronsun_proto::api::ApiError)))]
+pub async fn kill(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    s.sched.kill(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{id}/stream", tag = "runs",
+    responses((status = 200, description = "text/event-stream: `output` events with JSON string chunks, then one `end` event with the final RunRecord")))]
+pub async fn stream(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // Subscribe before reading the status, so the end cannot slip between.
+    let finished = s.sched.subscribe_finished();
+    let rec = find(&s, &id).await?;
+    let (tx, rx) = mpsc::channel::<Event>(32);
+    let path = crate::exec::output_path(&s.state_dir, &rec.record_id());
+    let runs = s.runs.clone();
+    tokio::spawn(follow(rec, path, finished, runs, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|ev| (Ok(ev), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn output_event(text: &str) -> Event {
+    Event::default()
+        .event("output")
+        .data(serde_json::to_string(text).unwrap_or_default())
+}
+
+fn end_event(rec: &RunRecord) -> Event {
+    Event::default()
+        .event("end")
+        .data(serde_json::to_string(rec).unwrap_or_default())
+}
+
+/// The stored output of a finished run as one text.
+pub fn stored_output(rec: &RunRecord) -> String {
+    if rec.truncated {
+        let shown = (rec.output_head.len() + rec.output_tail.len()) as u64;
+        format!(
+            "{}\n[... {} bytes omitted ...]\n{}",
+            rec.output_head,
+            rec.output_bytes.saturating_sub(shown),
+            rec.output_tail
+        )
+    } else {
+        rec.output_head.clone()
+    }
+}
+
+/// Streams a run's output file while it runs, then its final record. The
+/// file is held open, so its removal after the run does not cut the tail.
+async fn follow(
+    rec: RunRecord,
+    path: PathBuf,
+    mut finished: tokio::sync::broadcast::Receiver<std::sync::Arc<RunRecord>>,
+    runs: std::sync::Arc<dyn crate::store::RunStore>,
+    tx: mpsc::Sender<Event>,
+) {
+    let key = rec.record_id();
+    if rec.status.is_final() {
+        let _ = tx.send(output_event(&stored_output(&rec))).await;
+        let _ = tx.send(end_event(&rec)).await;
+        return;
+    }
+    let mut file = tokio::fs::File::open(&path).await.ok();
+    let mut sent: u64 = 0;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        if file.is_none() {
+            file = tokio::fs::File::open(&path).await.ok();
+        }
+        if let Some(f) = file.as_mut() {
+            if !pump(f, &mut pending, &mut sent, &tx).await {
+                return;
+            }
+        }
+        tokio::select! {
+            r = finished.recv() => match r {
+                Ok(done) if done.record_id() == key => {
+                    if let Some(f) = file.as_mut() {
+                        pump(f, &mut pending, &mut sent, &tx).await;
+                    }
+                    if sent == 0 && done.output_bytes > 0 {
+                        let _ = tx.send(output_event(&stored_output(&done))).await;
+                    }
+                    let _ = tx.send(end_event(&done)).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // We may have missed our end: ask the store.
+                    if let Ok(Some(r)) = runs.get(&key).await {
+                        if r.status.is_final() {
+                            let _ = tx.send(end_event(&r)).await;
+                            return;
+                        }
+                    }
+                }
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Sends whatever the file has beyond what was sent. UTF-8 sequences split
+/// across reads are held back until complete. Returns false if the client left.
+async fn pump(
+    f: &mut tokio::fs::File,
+    pending: &mut Vec<u8>,
+    sent: &mut u64,
+    tx: &mpsc::Sender<Event>,
+) -> bool {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match f.read(&mut buf).await {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let cut = match std::str::from_utf8(pending) {
+            Ok(_) => pending.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => pending.len(),
+        };
+        if cut == 0 {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&pending[..cut]).into_owned();
+        pending.drain(..cut);
+        *sent += cut as u64;
+        if tx.send(output_event(&text)).await.is_err() {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Health, metrics, nodes, schedule preview and the global pause switch.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use cronsun_proto::api::{GlobalPause, Health, NodeInfo, PauseRequest, Preview, PreviewQuery};
+use cronsun_proto::schedule;
+
+use super::body::{OptionalJson, QueryArgs};
+use super::error::{ApiResult, Failure};
+use super::AppState;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: VERSION.into(),
+    })
+}
+
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, body = [NodeInfo])))]
+pub async fn nodes(State(s): State<AppState>) -> Json<Vec<NodeInfo>> {
+    let now = s.clock.now();
+    Json(vec![NodeInfo {
+        id: s.node.id.clone(),
+        hostname: s.node.hostname.clone(),
+        version: VERSION.into(),
+        tzdata: schedule::tzdata_version(),
+        groups: s.node.groups.clone(),
+        labels: s.node.labels.clone(),
+        started_at: s.node.started_at,
+        last_seen: now,
+        alive: true,
+        running: s.sched.running_total(),
+        clock_ok: crate::node::clock_synchronised(),
+        draining: false,
+    }])
+}
+
+#[utoipa::path(get, path = "/api/v1/schedule/preview", tag = "jobs", params(PreviewQuery),
+    responses((status = 200, body = Preview), (status = 400, body = cronsun_proto::api::ApiError)))]
+pub async fn preview(
+    State(s): State<AppState>,
+    QueryArgs(q): QueryArgs<PreviewQuery>,
+) -> ApiResult<Json<Preview>> {
+    let n = q.n.unwrap_or(10);
+    if n == 0 || n > 1000 {
+        return Err(Failure::bad_request("n must be between 1 and 1000").field("n"));
+    }
+    let tz = q.timezone.unwrap_or_else(|| s.default_tz.clone());
+    let from = q.from.unwrap_or_else(|| s.clock.now());
+    let instants = schedule::preview(&q.schedule, &tz, from, n as usize)
+        .map_err(|e| Failure::bad_request(e.to_string()).field("schedule"))?;
+    Ok(Json(Preview {
+        instants: instants
+            .iter()
+            .map(|z| z.timestamp().display_with_offset(z.offset()).to_string())
+            .collect(),
+        timezone: tz,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/pause", tag = "system", responses((status = 200, body = GlobalPause)))]
+pub async fn pause_state(State(s): State<AppState>) -> ApiResult<Json<GlobalPause>> {
+    Ok(Json(s.coord.global_pause().await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/pause", tag = "system", request_body = PauseRequest,
+    responses((status = 200, body = GlobalPause)))]
+pub async fn pause_all(
+    State(s): State<AppState>,
+    OptionalJson(body): OptionalJson<PauseRequest>,
+) -> ApiResult<Json<GlobalPause>> {
+    set_pause(&s, true, body.and_then(|b| b.reason)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/pause", tag = "system", responses((status = 200, body = GlobalPause)))]
+pub async fn resume_all(State(s): State<AppState>) -> ApiResult<Json<GlobalPause>> {
+    set_pause(&s, false, None).await
+}
+
+async fn set_pause(
+    s: &AppState,
+    paused: bool,
+    reason: Option<String>,
+) -> ApiResult<Json<GlobalPause>> {
+    let p = GlobalPause {
+        paused,
+        reason,
+        since: paused.then(|| s.clock.now()),
+    };
+    s.coord.set_global_pause(p.clone()).await?;
+    s.sched.set_global_pause(paused).await?;
+    Ok(Json(p))
+}

@@ -1,0 +1,275 @@
+//! The daemon's lifecycle: open state, start executor, scheduler and API,
+//! handle signals (SIGTERM drains, SIGHUP reloads), stop in order. Every
+//! long-running task is named here and owned by [`run`].
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api::{self, AppState, PeerCred, TokenCheck};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::exec::Executor;
+use crate::metrics::Metrics;
+use crate::node::{self, NodeFacts};
+use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{CoordStore, Retention, RunStore};
+
+/// How often retention runs.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs the daemon until SIGTERM/SIGINT, then drains and returns.
+pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Result<()> {
+    let state_dir = cfg.node.state_dir.clone();
+    prepare_state_dir(&state_dir)?;
+    let node_id = node::node_id(cfg.node.id.as_deref(), &state_dir)
+        .with_context(|| format!("cannot persist the node id in {}", state_dir.display()))?;
+    let hostname = node::hostname();
+    let (token, token_path, created) = node::admin_token(&state_dir)
+        .with_context(|| format!("cannot create the admin token in {}", state_dir.display()))?;
+    if created {
+        info!(path = %token_path.display(), "created the admin token (mode 0600)");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map_or_else(|| "this user".to_string(), |u| u.name);
+        warn!("running as non-root user {me}: jobs run as {me} only, and run_as of other users is refused");
+    }
+
+    let db = state_dir.join("cronsun.db");
+    let store = Arc::new(
+        SqliteStore::open(&db)
+            .with_context(|| format!("cannot open the store {}", db.display()))?,
+    );
+    let coord: Arc<dyn CoordStore> = store.clone();
+    let runs: Arc<dyn RunStore> = store.clone();
+
+    let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
+        .context("cannot start the executor")?;
+    let metrics = Metrics::new();
+    let (scheduler, handle) = Scheduler::new(Parts {
+        cfg: SchedulerConfig {
+            lead: cfg.scheduler.lead.0,
+            drain_timeout: cfg.scheduler.drain_timeout.0,
+            step_tolerance: cfg.scheduler.clock_step_tolerance.0,
+            max_concurrent: cfg.scheduler.max_concurrent_runs,
+            state_dir: state_dir.clone(),
+        },
+        clock: clock.clone(),
+        node: NodeIdentity {
+            id: node_id.clone(),
+            hostname: hostname.clone(),
+        },
+        coord: coord.clone(),
+        runs: runs.clone(),
+        exec,
+        exec_events: exec_rx,
+        metrics: metrics.clone(),
+    })
+    .await
+    .context("cannot start the scheduler")?;
+
+    let state = AppState {
+        coord,
+        runs: runs.clone(),
+        sched: handle.clone(),
+        clock: clock.clone(),
+        default_tz: cfg.scheduler.timezone.clone(),
+        node: Arc::new(NodeFacts {
+            id: node_id.clone(),
+            hostname,
+            groups: cfg.node.groups.clone(),
+            labels: cfg.node.labels.clone(),
+            started_at: clock.now(),
+        }),
+        metrics,
+        token: TokenCheck::new(&token),
+        state_dir: state_dir.clone(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+
+    let tcp = TcpListener::bind(cfg.web.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} ([web] listen)", cfg.web.listen))?;
+    let app = api::router(state.clone());
+    let mut servers = Vec::new();
+    servers.push(tokio::spawn(serve_tcp(
+        tcp,
+        app.clone(),
+        http_stop_rx.clone(),
+    )));
+    if let Some(sock) = cfg.socket() {
+        let listener = bind_socket(sock)?;
+        servers.push(tokio::spawn(serve_unix(
+            listener,
+            app,
+            http_stop_rx.clone(),
+        )));
+        info!(socket = %sock.display(), "local API socket ready");
+    }
+    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), "cronsund ready (standalone)");
+
+    let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    let retention_task = tokio::spawn(retention_loop(
+        runs,
+        clock.clone(),
+        Retention {
+            max_age: Some(cfg.retention.max_age.0),
+            max_per_job: Some(cfg.retention.max_runs_per_job),
+        },
+        stop_rx.clone(),
+    ));
+    notify_ready(&handle);
+
+    wait_for_stop(config_path, &cfg).await;
+    info!("stopping: no new runs; draining");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    if let Err(e) = sched_task.await {
+        error!("scheduler task failed: {e}");
+    }
+    let _ = retention_task.await;
+    let _ = http_stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
+    if let Some(sock) = cfg.socket() {
+        let _ = std::fs::remove_file(sock);
+    }
+    info!("cronsund stopped");
+    Ok(())
+}
+
+fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("output"))
+        .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+        .with_context(|| format!("cannot set permissions of {}", dir.display()))?;
+    Ok(())
+}
+
+/// Binds the local socket: removes a stale socket file (never anything
+/// else), then restricts it to its owner and group `cronsun-admin`.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {} ([web] socket)", parent.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        } else {
+            anyhow::bail!(
+                "{} exists and is not a socket ([web] socket)",
+                path.display()
+            );
+        }
+    }
+    let l = UnixListener::bind(path).with_context(|| {
+        format!(
+            "cannot bind the local socket {} ([web] socket)",
+            path.display()
+        )
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Ok(Some(g)) = nix::unistd::Group::from_name(api::auth::ADMIN_GROUP) {
+        let _ = nix::unistd::chown(path, None, Some(g.gid));
+    }
+    Ok(l)
+}
+
+async fn serve_tcp(l: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let r = axum::serve(l, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        error!("HTTP server failed: {e}");
+    }
+}
+
+async fn serve_unix(l: UnixListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let r = axum::serve(l, app.into_make_service_with_connect_info::<PeerCred>())
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        error!("local socket server failed: {e}");
+    }
+}
+
+fn notify_ready(handle: &crate::scheduler::SchedulerHandle) {
+    let status = format!("ready; {} runs in progress", handle.running_total());
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+}
+
+/// Waits for SIGTERM or SIGINT. SIGHUP re-reads the config and says what
+/// would need a restart (nothing is reloadable in place yet).
+async fn wait_for_stop(config_path: &Path, running: &Config) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers; stopping");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(config_path, running),
+        }
+    }
+}
+
+fn reload(path: &Path, running: &Config) {
+    match Config::load(path, true) {
+        Err(e) => error!("SIGHUP: new config rejected, keeping the running one: {e}"),
+        Ok(new) => {
+            let changed = format!("{new:?}") != format!("{running:?}");
+            if changed {
+                warn!("SIGHUP: the config changed; restart cronsund to apply it (in-place reload is not supported yet)");
+            } else {
+                info!("SIGHUP: config unchanged");
+            }
+        }
+    }
+}
+
+async fn retention_loop(
+    runs: Arc<dyn RunStore>,
+    clock: Clock,
+    policy: Retention,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match runs.retain(policy, clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => info!(deleted = n, "retention removed old run records"),
+            Err(e) => warn!("retention failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

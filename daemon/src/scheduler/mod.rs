@@ -1,0 +1,1148 @@
+//! The scheduler: decides which instants run, claims them, hands them to the
+//! launcher, and turns executor outcomes into durable run records.
+//!
+//! Guarantees (DESIGN §2, §3):
+//! - every instant of a live job is decided exactly once through the store's
+//!   per-job watermark: started (claim + `running` record in one
+//!   transaction), `skipped` (concurrency), or `missed` (not startable by its
+//!   start deadline), so a restart knows exactly which instants were missed;
+//! - a backward clock step never re-fires a decided instant; a forward step
+//!   beyond the tolerance counts as downtime (the `missed` policy applies);
+//! - the terminal record is durable before the run is reported finished;
+//! - paused time (job or global) is never counted as missed.
+//!
+//! All time is read through [`Clock`]; one task owns all state, so there is
+//! no locking on the scheduling path.
+
+mod launcher;
+mod plan;
+pub mod records;
+mod timeline;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use cronsun_proto::job::{Concurrency, OnLost};
+use cronsun_proto::run::{RunRecord, RunStatus, Trigger};
+use cronsun_proto::schedule::JobSchedule;
+use cronsun_proto::{ids, Job};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::clock::Clock;
+use crate::exec::{ExecEvent, Executor, KillReason, RunSpec, SpawnError};
+use crate::faults;
+use crate::metrics::{DirectionLabel, Metrics};
+use crate::store::{ClaimOutcome, ClaimRequest, CoordStore, Expect, JobEvent, RunStore};
+
+pub use launcher::{Launch, Launched, Launcher};
+pub use plan::{default_start_deadline, plan, DuePlan, PlanInput};
+pub use records::NodeIdentity;
+
+/// Scheduler settings from config `[scheduler]`.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub lead: Duration,
+    pub drain_timeout: Duration,
+    pub step_tolerance: Duration,
+    pub max_concurrent: u32,
+    pub state_dir: std::path::PathBuf,
+}
+
+/// Requests from the API.
+pub enum Command {
+    RunNow {
+        job_id: String,
+        reply: oneshot::Sender<Result<String, RequestError>>,
+    },
+    Kill {
+        id: String,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    SetGlobalPause {
+        paused: bool,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Why a request from the API was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// State the API reads without asking the scheduler task.
+pub struct Shared {
+    next_runs: RwLock<HashMap<String, Timestamp>>,
+    active: RwLock<HashMap<String, RunRecord>>,
+    finished: broadcast::Sender<Arc<RunRecord>>,
+}
+
+/// The API's handle on the scheduler.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    cmd: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl SchedulerHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| RequestError::Unavailable("the scheduler is shutting down".into()))?;
+        rx.await
+            .map_err(|_| RequestError::Unavailable("the scheduler is shutting down".into()))
+    }
+
+    /// Starts a manual run now; returns its run id.
+    pub async fn run_now(&self, job_id: &str) -> Result<String, RequestError> {
+        let job_id = job_id.to_string();
+        self.ask(|reply| Command::RunNow { job_id, reply }).await?
+    }
+
+    /// Kills a running run by record id or run id.
+    pub async fn kill(&self, id: &str) -> Result<(), RequestError> {
+        let id = id.to_string();
+        self.ask(|reply| Command::Kill { id, reply }).await?
+    }
+
+    pub async fn set_global_pause(&self, paused: bool) -> Result<(), RequestError> {
+        self.ask(|reply| Command::SetGlobalPause { paused, reply })
+            .await
+    }
+
+    pub fn next_run(&self, job_id: &str) -> Option<Timestamp> {
+        read(&self.shared.next_runs).get(job_id).copied()
+    }
+
+    /// Running attempts of a job on this node.
+    pub fn running_count(&self, job_id: &str) -> u32 {
+        let n = read(&self.shared.active)
+            .values()
+            .filter(|r| r.job_id == job_id)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    pub fn running_total(&self) -> u32 {
+        u32::try_from(read(&self.shared.active).len()).unwrap_or(u32::MAX)
+    }
+
+    /// The in-memory view of a running attempt (fresher than the store's `running` record).
+    pub fn active(&self, record_id: &str) -> Option<RunRecord> {
+        read(&self.shared.active).get(record_id).cloned()
+    }
+
+    /// Finished records, as soon as they are durable.
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<Arc<RunRecord>> {
+        self.shared.finished.subscribe()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+struct JobSlot {
+    job: Arc<Job>,
+    schedule: JobSchedule,
+    /// Every instant at or before this one is decided.
+    cursor: Timestamp,
+    start_deadline: Duration,
+}
+
+struct Active {
+    job: Arc<Job>,
+    record: RunRecord,
+}
+
+/// Everything the scheduler task needs.
+pub struct Parts {
+    pub cfg: SchedulerConfig,
+    pub clock: Clock,
+    pub node: NodeIdentity,
+    pub coord: Arc<dyn CoordStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub exec: Executor,
+    pub exec_events: mpsc::UnboundedReceiver<ExecEvent>,
+    pub metrics: Metrics,
+}
+
+pub struct Scheduler {
+    cfg: SchedulerConfig,
+    clock: Clock,
+    node: NodeIdentity,
+    coord: Arc<dyn CoordStore>,
+    runs: Arc<dyn RunStore>,
+    exec: Executor,
+    launcher: Launcher,
+    metrics: Metrics,
+    jobs: HashMap<String, JobSlot>,
+    timeline: Timeline,
+    retries: BinaryHeap<Reverse<(Timestamp, String)>>,
+    pending_retries: HashMap<String, (Arc<Job>, RunRecord)>,
+    active: HashMap<String, Active>,
+    global_paused: bool,
+    shared: Arc<Shared>,
+    last_tick: (Timestamp, Duration),
+    exec_events: mpsc::UnboundedReceiver<ExecEvent>,
+    launched: mpsc::UnboundedReceiver<Launched>,
+    launched_tx: mpsc::UnboundedSender<Launched>,
+    commands: mpsc::Receiver<Command>,
+    job_events: broadcast::Receiver<JobEvent>,
+}
+
+use timeline::Timeline;
+
+impl Scheduler {
+    /// Builds the scheduler: marks runs a previous daemon left `running` as
+    /// `lost`, loads jobs and watermarks. Call [`Scheduler::run`] next.
+    pub async fn new(p: Parts) -> anyhow::Result<(Scheduler, SchedulerHandle)> {
+        let (launched_tx, launched) = mpsc::unbounded_channel();
+        let launcher = Launcher::start(p.exec.clone(), launched_tx.clone(), p.clock.is_system())?;
+        let (cmd_tx, commands) = mpsc::channel(256);
+        let shared = Arc::new(Shared {
+            next_runs: RwLock::new(HashMap::new()),
+            active: RwLock::new(HashMap::new()),
+            finished: broadcast::channel(1024).0,
+        });
+        let job_events = p.coord.subscribe();
+        let now = p.clock.now();
+        let mono = p.clock.monotonic();
+        let mut s = Scheduler {
+            global_paused: p.coord.global_pause().await?.paused,
+            cfg: p.cfg,
+            clock: p.clock,
+            node: p.node,
+            coord: p.coord,
+            runs: p.runs,
+            exec: p.exec,
+            launcher,
+            metrics: p.metrics,
+            jobs: HashMap::new(),
+            timeline: Timeline::default(),
+            retries: BinaryHeap::new(),
+            pending_retries: HashMap::new(),
+            active: HashMap::new(),
+            shared: shared.clone(),
+            last_tick: (now, mono),
+            exec_events: p.exec_events,
+            launched,
+            launched_tx,
+            commands,
+            job_events,
+        };
+        s.resync().await?;
+        s.recover_lost().await?;
+        Ok((
+            s,
+            SchedulerHandle {
+                cmd: cmd_tx,
+                shared,
+            },
+        ))
+    }
+
+    /// Runs until `shutdown` turns true, then drains (DESIGN §6).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        info!(
+            jobs = self.jobs.len(),
+            paused = self.global_paused,
+            "scheduler started"
+        );
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(ev) = self.exec_events.recv() => self.on_exec_event(ev).await,
+                Some(l) = self.launched.recv() => self.on_launched(l).await,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
+                ev = self.job_events.recv() => self.on_job_event(ev).await,
+                _ = self.clock.sleep_until(wake) => self.on_tick().await,
+            }
+        }
+        self.drain().await;
+    }
+
+    fn next_wake(&mut self) -> Timestamp {
+        let far = self.clock.now() + SignedDuration::from_secs(3600);
+        let job = self.timeline.peek().unwrap_or(far);
+        let retry = self.retries.peek().map_or(far, |Reverse((t, _))| *t);
+        job.min(retry)
+    }
+
+    // ---- jobs -----------------------------------------------------------
+
+    /// Reads every job from the store and rebuilds the schedule.
+    async fn resync(&mut self) -> anyhow::Result<()> {
+        let jobs = self.coord.list_jobs().await?;
+        let ids: std::collections::HashSet<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let gone: Vec<String> = self
+            .jobs
+            .keys()
+            .filter(|id| !ids.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.remove_job(&id);
+        }
+        for job in jobs {
+            self.put_job(job).await;
+        }
+        Ok(())
+    }
+
+    async fn on_job_event(&mut self, ev: Result<JobEvent, broadcast::error::RecvError>) {
+        match ev {
+            Ok(JobEvent::Put(job)) => self.put_job(*job).await,
+            Ok(JobEvent::Deleted(id)) => self.remove_job(&id),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(
+                    missed_events = n,
+                    "job change feed lagged; re-reading all jobs"
+                );
+                if let Err(e) = self.resync().await {
+                    error!("cannot re-read jobs: {e:#}");
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                // The store is gone; nothing more will change. Avoid a busy loop.
+                self.job_events = self.coord.subscribe();
+            }
+        }
+    }
+
+    async fn put_job(&mut self, job: Job) {
+        let schedule = match job.schedule() {
+            Ok(s) => s,
+            Err(e) => {
+                error!(job = %job.id, "stored job has an invalid schedule, not scheduling it: {e}");
+                self.remove_job(&job.id);
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let watermark = match self.coord.watermark(&job.id).await {
+            Ok(w) => w,
+            Err(e) => {
+                error!(job = %job.id, "cannot read watermark: {e}");
+                None
+            }
+        };
+        let previous = self.jobs.get(&job.id).map(|s| s.cursor);
+        let cursor = match (previous, watermark) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b).unwrap_or(now),
+        };
+        let start_deadline = match job.start_deadline {
+            Some(d) => d.0,
+            // `@at`: if missed it still runs once, unless start_deadline says otherwise.
+            None if schedule.is_one_shot() => Duration::from_secs(100 * 365 * 86_400),
+            None => default_start_deadline(&schedule),
+        };
+        let id = job.id.clone();
+        self.jobs.insert(
+            id.clone(),
+            JobSlot {
+                job: Arc::new(job),
+                schedule,
+                cursor,
+                start_deadline,
+            },
+        );
+        self.metrics
+            .jobs
+            .set(i64::try_from(self.jobs.len()).unwrap_or(i64::MAX));
+        self.reschedule(&id);
+    }
+
+    fn remove_job(&mut self, id: &str) {
+        self.jobs.remove(id);
+        self.timeline.set(id, None);
+        write(&self.shared.next_runs).remove(id);
+        self.metrics
+            .jobs
+            .set(i64::try_from(self.jobs.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Puts the job's next instant on the timeline (or takes it off).
+    fn reschedule(&mut self, id: &str) {
+        let next = self.jobs.get(id).and_then(|slot| {
+            if slot.job.paused || self.global_paused {
+                None
+            } else {
+                slot.schedule.next_after(slot.cursor)
+            }
+        });
+        let lead = signed(self.cfg.lead);
+        self.timeline.set(id, next.map(|t| t - lead));
+        let mut nr = write(&self.shared.next_runs);
+        match next {
+            Some(t) => nr.insert(id.to_string(), t),
+            None => nr.remove(id),
+        };
+    }
+
+    // ---- time -----------------------------------------------------------
+
+    async fn on_tick(&mut self) {
+        let now = self.clock.now();
+        self.detect_clock_step(now);
+        if !self.global_paused {
+            let due = self.timeline.pop_due(now + signed(self.cfg.lead));
+            for id in due {
+                self.on_due(&id, now).await;
+            }
+        }
+        while let Some(Reverse((t, _))) = self.retries.peek() {
+            if *t > now {
+                break;
+            }
+            if let Some(Reverse((_, key))) = self.retries.pop() {
+                self.start_retry(&key, now).await;
+            }
+        }
+    }
+
+    fn detect_clock_step(&mut self, now: Timestamp) {
+        let mono = self.clock.monotonic();
+        let (last_wall, last_mono) = self.last_tick;
+        self.last_tick = (now, mono);
+        let wall = now.duration_since(last_wall);
+        let elapsed = signed(mono.saturating_sub(last_mono));
+        let drift = wall - elapsed;
+        let tol = signed(self.cfg.step_tolerance);
+        let direction = if drift > tol {
+            "forward"
+        } else if drift < -tol {
+            "backward"
+        } else {
+            return;
+        };
+        warn!(
+            %direction,
+            step_seconds = drift.as_secs_f64(),
+            "wall clock stepped; decided instants never re-fire, skipped time follows each job's missed policy"
+        );
+        self.metrics
+            .clock_steps
+            .get_or_create(&DirectionLabel {
+                direction: direction.into(),
+            })
+            .inc();
+    }
+
+    /// Decides every instant of `id` up to `now + lead`.
+    async fn on_due(&mut self, id: &str, now: Timestamp) {
+        let Some(slot) = self.jobs.get(id) else {
+            return;
+        };
+        if slot.job.paused {
+            return;
+        }
+        let job = slot.job.clone();
+        let due = plan(&PlanInput {
+            schedule: &slot.schedule,
+            after: slot.cursor,
+            now,
+            lead: self.cfg.lead,
+            start_deadline: slot.start_deadline,
+            missed: job.missed,
+            max_catchup: job.max_catchup,
+        });
+        if let Some(first) = due.start.first().or(due.missed.first()) {
+            let lag = now.duration_since(*first).as_secs_f64().max(0.0);
+            self.metrics.scheduler_lag.set(lag);
+        }
+        let Some(through) = due.decided_through else {
+            self.reschedule(id);
+            return;
+        };
+        if self.apply_plan(&job, &due, now).await {
+            if let Some(slot) = self.jobs.get_mut(id) {
+                slot.cursor = slot.cursor.max(through);
+            }
+        }
+        self.reschedule(id);
+    }
+
+    /// Records missed instants, starts catch-ups and claims startable
+    /// instants, in an order that is safe to repeat after a crash at any
+    /// point. Returns false if the job changed meanwhile (it is re-read).
+    async fn apply_plan(&mut self, job: &Arc<Job>, due: &DuePlan, now: Timestamp) -> bool {
+        let deadline = self
+            .jobs
+            .get(&job.id)
+            .map_or(Duration::ZERO, |s| s.start_deadline);
+        let missed_reason = format!(
+            "not started within its start deadline ({}) — the daemon was down, the clock stepped, or the node was overloaded",
+            cronsun_proto::Dur(deadline)
+        );
+        if let Some((count, first, last)) = due.summarised {
+            let run_id = format!(
+                "{}~missed~{}~{}",
+                job.id,
+                ids::instant_key(first),
+                ids::instant_key(last)
+            );
+            let rec = records::new_record(
+                job,
+                &self.node,
+                run_id,
+                1,
+                Trigger::Schedule,
+                last,
+                RunStatus::Missed,
+            );
+            let reason = format!("{count} instants from {first} to {last} were missed and are summarised here; {missed_reason}");
+            self.write(records::settled(rec, RunStatus::Missed, reason, now))
+                .await;
+        }
+        // All but the last missed instant: plain idempotent writes.
+        let (last_missed, older) = match due.missed.split_last() {
+            Some((l, o)) => (Some(*l), o),
+            None => (None, &[][..]),
+        };
+        for t in older {
+            let rec = self.instant_record(job, *t, RunStatus::Missed);
+            self.write(records::settled(
+                rec,
+                RunStatus::Missed,
+                missed_reason.clone(),
+                now,
+            ))
+            .await;
+        }
+        for t in &due.catchup {
+            let run_id = records::scheduled_run_id(job, *t, &self.node);
+            let rec = records::new_record(
+                job,
+                &self.node,
+                run_id,
+                2,
+                Trigger::Catchup,
+                *t,
+                RunStatus::Running,
+            );
+            self.start_unclaimed(job, rec, now).await;
+        }
+        // The last missed instant moves the watermark with its record.
+        if let Some(t) = last_missed {
+            let rec = self.instant_record(job, t, RunStatus::Missed);
+            let rec = records::settled(rec, RunStatus::Missed, missed_reason.clone(), now);
+            if let ClaimResult::JobChanged = self.claim(job, t, rec).await {
+                return false;
+            }
+        }
+        for t in &due.start {
+            if !self.start_instant(job, *t).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn instant_record(&self, job: &Job, t: Timestamp, status: RunStatus) -> RunRecord {
+        let run_id = records::scheduled_run_id(job, t, &self.node);
+        records::new_record(job, &self.node, run_id, 1, Trigger::Schedule, t, status)
+    }
+
+    /// Claims instant `t` and launches it (or records it `skipped`).
+    /// Returns false if the job changed meanwhile.
+    async fn start_instant(&mut self, job: &Arc<Job>, t: Timestamp) -> bool {
+        let now = self.clock.now();
+        let mut rec = self.instant_record(job, t, RunStatus::Running);
+        let admission = self.admission(job);
+        if let Admission::Skip(reason) = &admission {
+            let rec = records::settled(rec, RunStatus::Skipped, reason.clone(), now);
+            return !matches!(self.claim(job, t, rec).await, ClaimResult::JobChanged);
+        }
+        rec.started_at = Some(t);
+        match self.claim(job, t, rec.clone()).await {
+            ClaimResult::Won(fence) => {
+                faults::hit("die_after_claim");
+                rec.fence = Some(fence);
+                if let Admission::Replace(keys) = admission {
+                    self.replace(&keys, &rec.run_id);
+                }
+                self.launch(job.clone(), rec, t);
+                true
+            }
+            ClaimResult::Decided => true,
+            ClaimResult::JobChanged => false,
+        }
+    }
+
+    /// Starts a run whose record is written without a claim (manual runs,
+    /// retries, catch-ups): only if the write applied, so a replay after a
+    /// crash never starts the same attempt twice.
+    async fn start_unclaimed(
+        &mut self,
+        job: &Arc<Job>,
+        mut rec: RunRecord,
+        now: Timestamp,
+    ) -> bool {
+        match self.admission(job) {
+            Admission::Skip(reason) => {
+                let rec = records::settled(rec, RunStatus::Skipped, reason, now);
+                self.write(rec).await;
+                false
+            }
+            admission => {
+                rec.started_at = Some(now);
+                if !self.write(rec.clone()).await {
+                    return false;
+                }
+                if let Admission::Replace(keys) = admission {
+                    self.replace(&keys, &rec.run_id);
+                }
+                self.launch(job.clone(), rec, now);
+                true
+            }
+        }
+    }
+
+    async fn claim(&mut self, job: &Job, t: Timestamp, record: RunRecord) -> ClaimResult {
+        let req = ClaimRequest {
+            job_id: job.id.clone(),
+            job_revision: job.revision,
+            instant: t,
+            record,
+        };
+        match self.coord.claim(req).await {
+            Ok(ClaimOutcome::Won { fence, .. }) => ClaimResult::Won(fence),
+            Ok(ClaimOutcome::Decided { .. }) => {
+                debug!(job = %job.id, instant = %t, "instant already decided");
+                ClaimResult::Decided
+            }
+            Ok(ClaimOutcome::JobChanged) => {
+                debug!(job = %job.id, "job changed while scheduling; re-reading");
+                match self.coord.get_job(&job.id).await {
+                    Ok(Some(j)) => self.put_job(j).await,
+                    Ok(None) => self.remove_job(&job.id),
+                    Err(e) => error!(job = %job.id, "cannot re-read job: {e}"),
+                }
+                ClaimResult::JobChanged
+            }
+            Err(e) => {
+                // The instant stays undecided; it is re-planned on the next
+                // wake and becomes `missed` if the store stays down too long.
+                self.metrics.store_errors.inc();
+                error!(job = %job.id, instant = %t, "cannot claim instant: {e}");
+                ClaimResult::JobChanged
+            }
+        }
+    }
+
+    // ---- concurrency ------------------------------------------------------
+
+    fn admission(&self, job: &Job) -> Admission {
+        let mine: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.job.id == job.id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if self.active.len() >= self.cfg.max_concurrent as usize
+            && job.concurrency != Concurrency::Replace
+        {
+            return Admission::Skip(format!(
+                "this node is at its limit of {} concurrent runs",
+                self.cfg.max_concurrent
+            ));
+        }
+        match job.concurrency {
+            _ if mine.is_empty() => Admission::Start,
+            Concurrency::Forbid => Admission::Skip(format!(
+                "previous run still running ({}) and concurrency = \"forbid\"",
+                mine.join(", ")
+            )),
+            Concurrency::Allow if mine.len() >= job.max_parallel as usize => {
+                Admission::Skip(format!(
+                    "{} runs still running and max_parallel = {}",
+                    mine.len(),
+                    job.max_parallel
+                ))
+            }
+            Concurrency::Allow => Admission::Start,
+            Concurrency::Replace => Admission::Replace(mine),
+        }
+    }
+
+    fn replace(&mut self, keys: &[String], by: &str) {
+        for key in keys {
+            if let Some(a) = self.active.get_mut(key) {
+                a.record.reason = Some(format!("replaced by {by} (concurrency = \"replace\")"));
+            }
+            self.exec.kill(key, KillReason::Requested);
+        }
+    }
+
+    // ---- runs ---------------------------------------------------------------
+
+    fn spec(&self, job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
+        let argv = job.argv().map_err(|e| e.to_string())?;
+        let mut env: Vec<(String, String)> = job
+            .env
+            .iter()
+            .filter_map(|(k, v)| v.value.clone().map(|v| (k.clone(), v)))
+            .collect();
+        env.extend([
+            ("CRONSUN_JOB_ID".to_string(), job.id.clone()),
+            ("CRONSUN_RUN_ID".to_string(), rec.run_id.clone()),
+            (
+                "CRONSUN_SCHEDULED_AT".to_string(),
+                rec.scheduled_at.to_string(),
+            ),
+            ("CRONSUN_ATTEMPT".to_string(), rec.attempt.to_string()),
+            ("CRONSUN_NODE".to_string(), self.node.id.clone()),
+            (
+                "CRONSUN_FENCE".to_string(),
+                rec.fence.map(|f| f.to_string()).unwrap_or_default(),
+            ),
+        ]);
+        Ok(RunSpec {
+            key: rec.record_id(),
+            argv,
+            run_as: job.run_as.clone(),
+            env,
+            workdir: job.workdir.clone(),
+            timeout: job.timeout.map(|d| d.0),
+            kill_grace: job.kill_grace.0,
+            output_limit: job.output_limit.0,
+            limits: job.limits.clone(),
+        })
+    }
+
+    /// Hands a recorded run to the launcher, to start at `at`.
+    fn launch(&mut self, job: Arc<Job>, rec: RunRecord, at: Timestamp) {
+        let key = rec.record_id();
+        let spec = self.spec(&job, &rec);
+        self.active.insert(
+            key.clone(),
+            Active {
+                job,
+                record: rec.clone(),
+            },
+        );
+        write(&self.shared.active).insert(key.clone(), rec);
+        self.metrics
+            .running
+            .set(i64::try_from(self.active.len()).unwrap_or(i64::MAX));
+        let err = match spec {
+            Ok(spec) => {
+                if self.launcher.launch(Launch { at, spec }) {
+                    return;
+                }
+                SpawnError::Failed("the launcher has stopped".into())
+            }
+            Err(e) => SpawnError::Failed(e),
+        };
+        // Reported through the same path as a failed spawn.
+        let _ = self.launched_tx.send(Launched {
+            key,
+            at: self.clock.now(),
+            result: Err(err),
+        });
+    }
+
+    async fn on_launched(&mut self, l: Launched) {
+        match l.result {
+            Ok(started) => {
+                faults::hit("die_after_spawn");
+                let latency = started
+                    .started_at
+                    .duration_since(l.at)
+                    .as_secs_f64()
+                    .max(0.0);
+                self.metrics.fire_latency.observe(latency);
+                if let Some(a) = self.active.get_mut(&l.key) {
+                    a.record.started_at = Some(started.started_at);
+                    a.record.run_as = started.user.clone();
+                    write(&self.shared.active).insert(l.key.clone(), a.record.clone());
+                }
+            }
+            Err(e) => {
+                let Some(a) = self.active.remove(&l.key) else {
+                    return;
+                };
+                self.forget_active(&l.key);
+                let now = self.clock.now();
+                let mut rec = records::settled(a.record, RunStatus::Failed, e.to_string(), now);
+                rec.started_at = None;
+                warn!(run = %l.key, "run did not start: {e}");
+                let retry = matches!(e, SpawnError::Failed(_));
+                self.finish(a.job, rec, retry).await;
+            }
+        }
+    }
+
+    async fn on_exec_event(&mut self, ev: ExecEvent) {
+        let ExecEvent::Finished { key, outcome } = ev;
+        let Some(a) = self.active.remove(&key) else {
+            warn!(run = %key, "executor reported an unknown run finished");
+            return;
+        };
+        self.forget_active(&key);
+        let rec = records::finished(a.record, &outcome);
+        let path = crate::exec::output_path(&self.cfg.state_dir, &key);
+        if self.finish(a.job, rec, true).await {
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(run = %key, "cannot remove output file {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    fn forget_active(&mut self, key: &str) {
+        write(&self.shared.active).remove(key);
+        self.metrics
+            .running
+            .set(i64::try_from(self.active.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Writes a terminal record durably, then announces it and applies
+    /// retries and one-shot completion. Returns whether it was stored.
+    async fn finish(&mut self, job: Arc<Job>, rec: RunRecord, may_retry: bool) -> bool {
+        let stored = match self.runs.write(rec.clone()).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(run = %rec.record_id(), "cannot store the run's result: {e}");
+                false
+            }
+        };
+        self.metrics.count_run(rec.status);
+        info!(run = %rec.record_id(), status = %rec.status, exit_code = ?rec.exit_code, "run finished");
+        let _ = self.shared.finished.send(Arc::new(rec.clone()));
+        let current = self.jobs.get(&job.id).map(|s| s.job.clone());
+        if may_retry {
+            if let Some(j) = &current {
+                if records::wants_retry(j, &rec) {
+                    let at = self.clock.now() + signed(j.retry_delay.0);
+                    self.queue_retry(j.clone(), rec, at);
+                    return stored;
+                }
+            }
+        }
+        if let Some(j) = current {
+            if self
+                .jobs
+                .get(&j.id)
+                .is_some_and(|s| s.schedule.is_one_shot())
+                && rec.trigger != Trigger::Manual
+            {
+                self.complete_one_shot(&j).await;
+            }
+        }
+        stored
+    }
+
+    fn queue_retry(&mut self, job: Arc<Job>, prev: RunRecord, at: Timestamp) {
+        let key = prev.record_id();
+        self.retries.push(Reverse((at, key.clone())));
+        self.pending_retries.insert(key, (job, prev));
+    }
+
+    async fn start_retry(&mut self, key: &str, now: Timestamp) {
+        let Some((_, prev)) = self.pending_retries.remove(key) else {
+            return;
+        };
+        let Some(job) = self.jobs.get(&prev.job_id).map(|s| s.job.clone()) else {
+            return;
+        };
+        if job.paused || self.global_paused {
+            let rec = records::new_record(
+                &job,
+                &self.node,
+                prev.run_id,
+                prev.attempt + 1,
+                Trigger::Retry,
+                prev.scheduled_at,
+                RunStatus::Skipped,
+            );
+            self.write(records::settled(
+                rec,
+                RunStatus::Skipped,
+                "the job was paused before its retry was due".into(),
+                now,
+            ))
+            .await;
+            return;
+        }
+        let mut rec = records::new_record(
+            &job,
+            &self.node,
+            prev.run_id,
+            prev.attempt + 1,
+            Trigger::Retry,
+            prev.scheduled_at,
+            RunStatus::Running,
+        );
+        rec.fence = prev.fence;
+        self.start_unclaimed(&job, rec, now).await;
+    }
+
+    /// An `@at` job is done after its run: paused with reason `completed`.
+    async fn complete_one_shot(&mut self, job: &Job) {
+        let mut done = job.clone();
+        done.paused = true;
+        done.paused_reason = Some("completed".into());
+        let now = self.clock.now();
+        if let Err(e) = self
+            .coord
+            .put_job(done, Expect::Revision(job.revision), now)
+            .await
+        {
+            warn!(job = %job.id, "cannot mark one-shot job completed: {e}");
+        }
+    }
+
+    async fn write(&mut self, rec: RunRecord) -> bool {
+        match self.runs.write(rec).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!("cannot write run record: {e}");
+                false
+            }
+        }
+    }
+
+    /// Runs a previous daemon left `running` are `lost` (their processes were
+    /// killed by the executor's leftover pass); `on_lost = retry` retries them.
+    async fn recover_lost(&mut self) -> anyhow::Result<()> {
+        let leftovers = self.exec.recover_leftovers();
+        let now = self.clock.now();
+        for r in self.runs.running_on(&self.node.id).await? {
+            let key = r.record_id();
+            let killed = leftovers.iter().any(|l| l.key == key && l.killed);
+            let reason = if killed {
+                "the daemon stopped while the run was in progress; its leftover processes were killed at restart"
+            } else {
+                "the daemon stopped while the run was in progress"
+            };
+            let mut lost = r.clone();
+            lost.status = RunStatus::Lost;
+            lost.seq = RunStatus::Lost.seq();
+            lost.finished_at = Some(now);
+            lost.reason = Some(reason.to_string());
+            warn!(run = %key, "run lost: {reason}");
+            self.write(lost.clone()).await;
+            self.metrics.count_run(RunStatus::Lost);
+            let _ =
+                tokio::fs::remove_file(crate::exec::output_path(&self.cfg.state_dir, &key)).await;
+            if let Some(job) = self.jobs.get(&r.job_id).map(|s| s.job.clone()) {
+                if job.on_lost == OnLost::Retry && lost.attempt <= job.retries {
+                    self.queue_retry(job, lost, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- commands -----------------------------------------------------------
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::RunNow { job_id, reply } => {
+                let r = self.run_now(&job_id).await;
+                let _ = reply.send(r);
+            }
+            Command::Kill { id, reply } => {
+                let r = self.kill(&id).await;
+                let _ = reply.send(r);
+            }
+            Command::SetGlobalPause { paused, reply } => {
+                self.set_global_pause(paused).await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    async fn run_now(&mut self, job_id: &str) -> Result<String, RequestError> {
+        let job = self
+            .jobs
+            .get(job_id)
+            .map(|s| s.job.clone())
+            .ok_or_else(|| RequestError::NotFound(format!("job {job_id:?} not found")))?;
+        if let Admission::Skip(reason) = self.admission(&job) {
+            return Err(RequestError::Conflict(format!(
+                "cannot start {job_id} now: {reason}"
+            )));
+        }
+        let now = self.clock.now();
+        let request = format!("{}{:04x}", ids::instant_key(now), rand::random::<u16>());
+        let run_id = ids::manual_run_id(job_id, &request);
+        let rec = records::new_record(
+            &job,
+            &self.node,
+            run_id.clone(),
+            1,
+            Trigger::Manual,
+            now,
+            RunStatus::Running,
+        );
+        if self.start_unclaimed(&job, rec, now).await {
+            Ok(run_id)
+        } else {
+            Err(RequestError::Unavailable(
+                "the run could not be recorded; see the daemon's log".into(),
+            ))
+        }
+    }
+
+    async fn kill(&mut self, id: &str) -> Result<(), RequestError> {
+        let key = if self.active.contains_key(id) {
+            Some(id.to_string())
+        } else {
+            self.active
+                .iter()
+                .filter(|(_, a)| a.record.run_id == id)
+                .max_by_key(|(_, a)| a.record.attempt)
+                .map(|(k, _)| k.clone())
+        };
+        if let Some(key) = key {
+            if self.exec.kill(&key, KillReason::Requested) {
+                return Ok(());
+            }
+        }
+        match self.runs.get(id).await {
+            Ok(Some(r)) if r.status.is_final() => Err(RequestError::Conflict(format!(
+                "run {} already finished ({})",
+                r.record_id(),
+                r.status
+            ))),
+            Ok(Some(r)) => Err(RequestError::NotFound(format!(
+                "run {} is not running on this node",
+                r.record_id()
+            ))),
+            Ok(None) => Err(RequestError::NotFound(format!("run {id:?} not found"))),
+            Err(e) => Err(RequestError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn set_global_pause(&mut self, paused: bool) {
+        let was = self.global_paused;
+        self.global_paused = paused;
+        if was && !paused {
+            // Paused time is never missed: every job starts afresh from now.
+            let now = self.clock.now();
+            let ids: Vec<String> = self.jobs.keys().cloned().collect();
+            for id in &ids {
+                if let Err(e) = self.coord.set_watermark(id, now).await {
+                    error!(job = %id, "cannot reset watermark: {e}");
+                }
+                if let Some(s) = self.jobs.get_mut(id) {
+                    s.cursor = s.cursor.max(now);
+                }
+            }
+        }
+        let ids: Vec<String> = self.jobs.keys().cloned().collect();
+        for id in ids {
+            self.reschedule(&id);
+        }
+    }
+
+    // ---- shutdown -------------------------------------------------------------
+
+    /// Lets running runs finish up to the drain deadline, then kills and
+    /// records the rest.
+    async fn drain(mut self) {
+        let n = self.active.len();
+        if n > 0 {
+            info!(running = n, deadline = %cronsun_proto::Dur(self.cfg.drain_timeout), "draining: waiting for running runs");
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
+        self.wait_for_runs(deadline).await;
+        if !self.active.is_empty() {
+            let grace = self
+                .active
+                .values()
+                .map(|a| a.job.kill_grace.0)
+                .max()
+                .unwrap_or_default();
+            warn!(
+                running = self.active.len(),
+                "drain deadline reached; killing remaining runs"
+            );
+            let keys: Vec<String> = self.active.keys().cloned().collect();
+            for key in keys {
+                self.exec.kill(&key, KillReason::Shutdown);
+            }
+            let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+            self.wait_for_runs(deadline).await;
+        }
+        // Retries that were still waiting will not run: say so.
+        let now = self.clock.now();
+        let pending: Vec<(Arc<Job>, RunRecord)> =
+            self.pending_retries.drain().map(|(_, v)| v).collect();
+        for (job, prev) in pending {
+            let rec = records::new_record(
+                &job,
+                &self.node,
+                prev.run_id,
+                prev.attempt + 1,
+                Trigger::Retry,
+                prev.scheduled_at,
+                RunStatus::Missed,
+            );
+            self.write(records::settled(
+                rec,
+                RunStatus::Missed,
+                "the daemon stopped before this retry was due".into(),
+                now,
+            ))
+            .await;
+        }
+        for key in self.active.keys() {
+            error!(run = %key, "run did not end after SIGKILL; it will be recorded lost at next start");
+        }
+        info!("scheduler stopped");
+    }
+
+    async fn wait_for_runs(&mut self, deadline: tokio::time::Instant) {
+        while !self.active.is_empty() {
+            tokio::select! {
+                Some(ev) = self.exec_events.recv() => self.on_exec_event(ev).await,
+                Some(l) = self.launched.recv() => self.on_launched(l).await,
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+}
+
+enum Admission {
+    Start,
+    Skip(String),
+    Replace(Vec<String>),
+}
+
+enum ClaimResult {
+    Won(u64),
+    Decided,
+    JobChanged,
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
