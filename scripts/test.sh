@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every check and test of cronsun: formatting, lints, unit, property
+# and end-to-end tests (real binaries, real processes, real signals).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+cargo test --workspace -- --nocapture 2>&1 | tee target/test.log | grep -E "^(test result|running|test .* FAILED|failures:)|panicked" || true
+test "${PIPESTATUS[0]}" = 0
