@@ -97,7 +97,10 @@ pub fn run_cli(
     let (out, timed_out) = match rx.recv_timeout(timeout) {
         Ok(out) => (out, false),
         Err(_) => {
+            // Whatever it started goes too (a daemon that should have refused to start).
+            let tree = crate::procs::descendants(pid);
             crate::procs::signal_pids(&[pid], Signal::SIGKILL);
+            crate::procs::signal_pids(&tree, Signal::SIGKILL);
             let out = rx
                 .recv_timeout(Duration::from_secs(10))
                 .expect("a SIGKILLed CLI process is reaped");

@@ -55,7 +55,7 @@ fn user_exists(name: &str) -> bool {
 /// `cronsun`) and exits 78 if that user is missing (DESIGN §1). Make sure it
 /// exists, as the packages would; `CRONSUN_TEST_AGENT_USER` names another
 /// user instead (written into the config).
-fn ensure_agent_user() {
+pub fn ensure_agent_user() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if !is_root() || std::env::var_os("CRONSUN_TEST_AGENT_USER").is_some() {
@@ -211,7 +211,8 @@ impl ConfigOverrides {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
     l.local_addr().expect("local addr").port()
 }
