@@ -37,9 +37,18 @@ fn anonymous_api_calls_get_401_and_healthz_is_open() {
             assert_eq!(e.error, "unauthorized", "{r}");
         }
     }
-    let bad = d.request(Method::GET, "/api/v1/jobs", Some("not-the-token"), &[], None);
+    let bad = d.request(
+        Method::GET,
+        "/api/v1/jobs",
+        Some("not-the-token"),
+        &[],
+        None,
+    );
     assert_eq!(bad.status, 401, "a wrong token: {bad}");
-    assert!(d.get_job("sneaky").is_none(), "the anonymous POST stored nothing");
+    assert!(
+        d.get_job("sneaky").is_none(),
+        "the anonymous POST stored nothing"
+    );
 
     let ok = d.api_get("/api/v1/jobs");
     assert_eq!(ok.status, 200, "the admin token works: {ok}");
@@ -47,17 +56,28 @@ fn anonymous_api_calls_get_401_and_healthz_is_open() {
     let h = d.anonymous_get("/healthz").expect_status(200);
     let health: Health = h.json();
     assert_eq!(health.status, "ok", "{h}");
-    assert!(!h.text().contains(d.token()), "/healthz must not reveal the token: {h}");
+    assert!(
+        !h.text().contains(d.token()),
+        "/healthz must not reveal the token: {h}"
+    );
 
     let openapi = d.anonymous_get("/api/v1/openapi.json");
-    assert_eq!(openapi.status, 200, "the OpenAPI document is public: {openapi}");
+    assert_eq!(
+        openapi.status, 200,
+        "the OpenAPI document is public: {openapi}"
+    );
 
     let token_file = d.state_dir().join("admin.token");
     let mode = std::fs::metadata(&token_file)
         .expect("admin.token exists")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o600, "{} mode {mode:o}", token_file.display());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "{} mode {mode:o}",
+        token_file.display()
+    );
 }
 
 fn id_output(args: &[&str]) -> String {
@@ -87,7 +107,7 @@ fn run_as_is_limited_to_allowed_users_and_uses_their_uid_and_groups() {
     })));
     let run = d.run_now(&refused);
     let r = d.wait_for_final(&run, Duration::from_secs(15));
-    let desc = fmt_records(&[r.clone()]);
+    let desc = fmt_records(std::slice::from_ref(&r));
     assert_eq!(r.status, RunStatus::Failed, "{desc}");
     assert_eq!(r.exit_code, None, "nothing was executed: {desc}");
     assert_eq!(r.output_bytes, 0, "nothing was executed: {desc}");
@@ -118,9 +138,23 @@ fn run_as_is_limited_to_allowed_users_and_uses_their_uid_and_groups() {
         lines.first().copied(),
         Some(id_output(&["-u", "nobody"]).as_str()),
         "uid of nobody: {}",
-        fmt_records(&[r.clone()])
+        fmt_records(std::slice::from_ref(&r))
     );
-    assert_eq!(got_groups, want_groups, "groups of nobody: {}", fmt_records(&[r.clone()]));
-    assert_eq!(lines.get(2).copied(), Some("nobody"), "{}", fmt_records(&[r.clone()]));
-    assert!(r.run_as.starts_with("nobody"), "the record names the user: {}", fmt_records(&[r]));
+    assert_eq!(
+        got_groups,
+        want_groups,
+        "groups of nobody: {}",
+        fmt_records(std::slice::from_ref(&r))
+    );
+    assert_eq!(
+        lines.get(2).copied(),
+        Some("nobody"),
+        "{}",
+        fmt_records(std::slice::from_ref(&r))
+    );
+    assert!(
+        r.run_as.starts_with("nobody"),
+        "the record names the user: {}",
+        fmt_records(std::slice::from_ref(&r))
+    );
 }

@@ -60,7 +60,12 @@ const BAD: [BadCase; 3] = [
 ];
 
 #[track_caller]
-fn assert_names_file_line_key(out: &CliOutput, case: &BadCase, path: &std::path::Path, line: usize) {
+fn assert_names_file_line_key(
+    out: &CliOutput,
+    case: &BadCase,
+    path: &std::path::Path,
+    line: usize,
+) {
     out.assert_code(78);
     let location = format!("{}:{line}", path.display());
     assert!(

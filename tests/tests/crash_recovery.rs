@@ -53,7 +53,12 @@ fn kill9_during_a_run_then_restart_records_it_lost_and_loses_nothing_else() {
     d.restart();
 
     let lost = d.wait_for_status(&victim, RunStatus::Lost, Duration::from_secs(30));
-    assert_eq!(lost.attempt, 1, "{}", fmt_records(&[lost.clone()]));
+    assert_eq!(
+        lost.attempt,
+        1,
+        "{}",
+        fmt_records(std::slice::from_ref(&lost))
+    );
 
     let after: BTreeMap<String, _> = [&quick, &ticking]
         .iter()
@@ -125,7 +130,10 @@ fn downtime_with_missed_once_records_missed_instants_and_runs_one_catchup() {
         },
     );
     let all = fmt_records(&runs);
-    let catchups: Vec<_> = runs.iter().filter(|r| r.trigger == Trigger::Catchup).collect();
+    let catchups: Vec<_> = runs
+        .iter()
+        .filter(|r| r.trigger == Trigger::Catchup)
+        .collect();
     assert_eq!(catchups.len(), 1, "exactly one catch-up run:\n{all}");
     assert_eq!(catchups[0].status, RunStatus::Success, "{all}");
     assert!(
@@ -161,15 +169,21 @@ fn downtime_with_missed_once_records_missed_instants_and_runs_one_catchup() {
         missed += usize::from(at_t[0].status == RunStatus::Missed);
         t = t.checked_add(two).expect("in range");
     }
-    assert!(missed >= 2, "a 7 s downtime misses at least 2 two-second instants:\n{all}");
     assert!(
-        !runs
-            .iter()
-            .any(|r| r.status == RunStatus::Missed && (r.scheduled_at <= last_seen || r.scheduled_at > up_at)),
+        missed >= 2,
+        "a 7 s downtime misses at least 2 two-second instants:\n{all}"
+    );
+    assert!(
+        !runs.iter().any(|r| r.status == RunStatus::Missed
+            && (r.scheduled_at <= last_seen || r.scheduled_at > up_at)),
         "nothing outside the downtime is missed:\n{all}"
     );
     let mut seen = std::collections::BTreeSet::new();
     for r in &runs {
-        assert!(seen.insert(r.record_id()), "duplicate record {}:\n{all}", r.record_id());
+        assert!(
+            seen.insert(r.record_id()),
+            "duplicate record {}:\n{all}",
+            r.record_id()
+        );
     }
 }

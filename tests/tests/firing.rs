@@ -68,15 +68,19 @@ fn per_second_job_fires_every_second_with_its_run_id() {
             full.output_head.trim(),
             full.run_id,
             "the job printed its CRONSUN_RUN_ID:\n{}",
-            fmt_records(&[full.clone()])
+            fmt_records(std::slice::from_ref(&full))
         );
         assert_eq!(full.exit_code, Some(0));
         assert!(!full.truncated);
-        assert_eq!(full.output_bytes, full.run_id.len() as u64 + 1, "echo adds a newline");
+        assert_eq!(
+            full.output_bytes,
+            full.run_id.len() as u64 + 1,
+            "echo adds a newline"
+        );
         assert!(
             full.started_at.is_some() && full.finished_at.is_some(),
             "a finished run has both times:\n{}",
-            fmt_records(&[full.clone()])
+            fmt_records(std::slice::from_ref(&full))
         );
     }
 }

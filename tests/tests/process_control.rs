@@ -29,16 +29,24 @@ fn timeout_kills_the_whole_tree_including_a_sigterm_ignoring_grandchild() {
         "rules": [{ "schedule": NEVER_SOON }],
     })));
     let run_id = d.run_now(&id);
-    m.wait_present(3, Duration::from_secs(10), "sh, child sh and grandchild sleep");
+    m.wait_present(
+        3,
+        Duration::from_secs(10),
+        "sh, child sh and grandchild sleep",
+    );
     let r = d.wait_for_status(&run_id, RunStatus::Timeout, Duration::from_secs(20));
     m.assert_none_left(Duration::from_secs(2), "after the run was recorded timeout");
     let dur = r.duration_ms.unwrap_or_default();
     assert!(
         (1_900..10_000).contains(&dur),
         "a 2 s timeout ends the run after about 2-3 s, took {dur} ms:\n{}",
-        fmt_records(&[r.clone()])
+        fmt_records(std::slice::from_ref(&r))
     );
-    assert!(r.output_head.contains("started"), "{}", fmt_records(&[r]));
+    assert!(
+        r.output_head.contains("started"),
+        "{}",
+        fmt_records(std::slice::from_ref(&r))
+    );
 }
 
 /// Every process ignores SIGTERM: only the SIGKILL after `kill_grace` ends
@@ -65,7 +73,7 @@ fn timeout_escalates_to_sigkill_after_kill_grace() {
     assert!(
         dur >= 2_900,
         "SIGTERM is ignored, so the run lasts timeout + kill_grace (3 s), took {dur} ms:\n{}",
-        fmt_records(&[r])
+        fmt_records(std::slice::from_ref(&r))
     );
 }
 
@@ -96,7 +104,10 @@ fn forbid_records_overlapping_instants_as_skipped() {
     let started: Vec<_> = runs.iter().filter(|r| r.started_at.is_some()).collect();
     for (i, a) in started.iter().enumerate() {
         for b in &started[i + 1..] {
-            let (a0, b0) = (a.started_at.expect("started"), b.started_at.expect("started"));
+            let (a0, b0) = (
+                a.started_at.expect("started"),
+                b.started_at.expect("started"),
+            );
             let a1 = a.finished_at.unwrap_or(jiff::Timestamp::MAX);
             let b1 = b.finished_at.unwrap_or(jiff::Timestamp::MAX);
             assert!(
@@ -167,7 +178,10 @@ fn replace_kills_the_running_run_then_starts_the_new_one() {
     );
     // Only the current run's sleep may be alive: at most one marker process.
     let alive = m.processes();
-    assert!(alive.len() <= 1, "old runs' processes survived: {alive:?}\n{all}");
+    assert!(
+        alive.len() <= 1,
+        "old runs' processes survived: {alive:?}\n{all}"
+    );
 }
 
 /// `retries = 2`, `retry_delay = "1s"`, command `false`: three failed
@@ -204,14 +218,21 @@ fn retries_make_three_attempts_of_one_run_with_the_delay_between() {
         assert_eq!(r.status, RunStatus::Failed, "{all}");
         assert_eq!(r.exit_code, Some(1), "`false` exits 1:\n{all}");
         assert_eq!(r.scheduled_at, at, "attempts keep the instant:\n{all}");
-        let want = if i == 0 { Trigger::Schedule } else { Trigger::Retry };
+        let want = if i == 0 {
+            Trigger::Schedule
+        } else {
+            Trigger::Retry
+        };
         assert_eq!(r.trigger, want, "{all}");
     }
     for pair in runs.windows(2) {
         let prev_end = pair[0].finished_at.expect("finished");
         let next_start = pair[1].started_at.expect("started");
         let gap = next_start.as_millisecond() - prev_end.as_millisecond();
-        assert!(gap >= 1000, "retry_delay of 1 s between attempts, got {gap} ms:\n{all}");
+        assert!(
+            gap >= 1000,
+            "retry_delay of 1 s between attempts, got {gap} ms:\n{all}"
+        );
     }
 }
 
@@ -235,11 +256,18 @@ fn run_killed_from_the_cli_is_recorded_killed() {
     d.cli(&["run", "kill", &run_id]).assert_success();
     let r = d.wait_for_status(&run_id, RunStatus::Killed, Duration::from_secs(15));
     m.assert_none_left(Duration::from_secs(2), "after the run was recorded killed");
-    assert!(r.finished_at.is_some(), "{}", fmt_records(&[r]));
+    assert!(
+        r.finished_at.is_some(),
+        "{}",
+        fmt_records(std::slice::from_ref(&r))
+    );
 
     // Killing a finished run is refused (409), not a silent success.
     let again = d.api_post(
-        &format!("/api/v1/runs/{}/kill", cronsun_tests::daemon::encode_path(&run_id)),
+        &format!(
+            "/api/v1/runs/{}/kill",
+            cronsun_tests::daemon::encode_path(&run_id)
+        ),
         &json!({}),
     );
     assert_eq!(again.status, 409, "kill of a finished run: {again}");
@@ -282,7 +310,11 @@ fn output_over_the_limit_keeps_head_and_tail_and_the_true_byte_count() {
     );
     assert_eq!(r.output_bytes, 100_000, "the true byte count: {desc}");
     assert!(r.truncated, "{desc}");
-    assert_eq!(r.output_head, expected[..512], "head = first 512 bytes: {desc}");
+    assert_eq!(
+        r.output_head,
+        expected[..512],
+        "head = first 512 bytes: {desc}"
+    );
     assert_eq!(
         r.output_tail,
         expected[expected.len() - 512..],
