@@ -119,7 +119,15 @@ async fn dispatch(cli: Cli) -> Result<u8> {
 
 /// Prints `error: <message>` (and the field the API named) on stderr.
 fn report(e: &anyhow::Error) {
-    eprintln!("error: {e:#}");
+    // A client error's message already explains its cause; stop the chain there.
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        parts.push(cause.to_string());
+        if cause.downcast_ref::<ClientError>().is_some() {
+            break;
+        }
+    }
+    eprintln!("error: {}", parts.join(": "));
     if let Some(field) = e.downcast_ref::<ClientError>().and_then(ClientError::field) {
         eprintln!("  field: {field}");
     }
