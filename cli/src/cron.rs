@@ -33,8 +33,9 @@ pub enum CronCmd {
 }
 
 fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    s.parse::<Timestamp>()
-        .map_err(|e| format!("{e} (use RFC 3339 such as 2026-03-28T00:00:00Z or 2026-03-28T02:00:00+01:00)"))
+    s.parse::<Timestamp>().map_err(|e| {
+        format!("{e} (use RFC 3339 such as 2026-03-28T00:00:00Z or 2026-03-28T02:00:00+01:00)")
+    })
 }
 
 pub fn run(ctx: &Ctx, cmd: CronCmd) -> Result<u8> {
@@ -65,9 +66,13 @@ mod tests {
 
     #[test]
     fn formats_with_the_zone_offset() {
-        let z = "2026-03-29T03:00:00+02:00[Europe/Berlin]".parse::<ZonedDateTime>().expect("zoned");
+        let z = "2026-03-29T03:00:00+02:00[Europe/Berlin]"
+            .parse::<ZonedDateTime>()
+            .expect("zoned");
         assert_eq!(rfc3339(&z), "2026-03-29T03:00:00+02:00");
-        let z = "2026-03-28T00:00:00+00:00[UTC]".parse::<ZonedDateTime>().expect("zoned");
+        let z = "2026-03-28T00:00:00+00:00[UTC]"
+            .parse::<ZonedDateTime>()
+            .expect("zoned");
         assert_eq!(rfc3339(&z), "2026-03-28T00:00:00+00:00");
     }
 }

@@ -65,7 +65,15 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> Result<u8> {
                 output::json(&list)?;
             } else {
                 output::emit(&output::table(
-                    &["ID", "GROUP", "KIND", "SCHEDULE(S)", "NEXT RUN", "LAST STATUS", "PAUSED"],
+                    &[
+                        "ID",
+                        "GROUP",
+                        "KIND",
+                        "SCHEDULE(S)",
+                        "NEXT RUN",
+                        "LAST STATUS",
+                        "PAUSED",
+                    ],
                     list.jobs.iter().map(row),
                 ))?;
             }
@@ -163,7 +171,11 @@ fn row(v: &JobView) -> Vec<String> {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let mut last = v.state.last_run.as_ref().map_or("-".to_string(), |l| l.status.to_string());
+    let mut last = v
+        .state
+        .last_run
+        .as_ref()
+        .map_or("-".to_string(), |l| l.status.to_string());
     if v.state.running > 0 {
         last.push_str(&format!(" ({} running)", v.state.running));
     }
@@ -176,7 +188,11 @@ fn row(v: &JobView) -> Vec<String> {
         j.group.clone(),
         format!("{:?}", j.kind).to_lowercase(),
         schedules,
-        if j.paused { "-".into() } else { output::time(v.state.next_run) },
+        if j.paused {
+            "-".into()
+        } else {
+            output::time(v.state.next_run)
+        },
         last,
         paused,
     ]
@@ -250,7 +266,10 @@ mod tests {
             },
         };
         let e = explain_apply_error(err, "jobs.toml", &["a".into(), "b".into()]);
-        assert_eq!(format!("{e:#}"), "jobs.toml: job \"b\" was refused: bad zone (HTTP 422)");
+        assert_eq!(
+            format!("{e:#}"),
+            "jobs.toml: job \"b\" was refused: bad zone (HTTP 422)"
+        );
         assert_eq!(
             e.downcast_ref::<ClientError>().and_then(ClientError::field),
             Some("jobs[1].rules[0].timezone")

@@ -44,16 +44,22 @@ pub fn read(path: &str) -> Result<Vec<Job>> {
             .context("cannot read the job file from stdin")?;
         ("<stdin>".to_string(), s)
     } else {
-        let s = std::fs::read_to_string(path).with_context(|| format!("cannot read job file {path}"))?;
+        let s = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read job file {path}"))?;
         (path.to_string(), s)
     };
-    let json = path.ends_with(".json") || (path == "-" && text.trim_start().starts_with(['{', '[']));
+    let json =
+        path.ends_with(".json") || (path == "-" && text.trim_start().starts_with(['{', '[']));
     Ok(parse(&name, &text, json)?)
 }
 
 /// Parses a job file's text; `name` is used in messages.
 pub fn parse(name: &str, text: &str, json: bool) -> Result<Vec<Job>, JobFileError> {
-    let jobs = if json { parse_json(name, text)? } else { parse_toml(name, text)? };
+    let jobs = if json {
+        parse_json(name, text)?
+    } else {
+        parse_toml(name, text)?
+    };
     let err = |message: String| JobFileError {
         file: name.to_string(),
         position: None,
@@ -61,12 +67,17 @@ pub fn parse(name: &str, text: &str, json: bool) -> Result<Vec<Job>, JobFileErro
         message,
     };
     if jobs.is_empty() {
-        return Err(err("no jobs in this file (write [[job]] tables, see `cronsun job export`)".into()));
+        return Err(err(
+            "no jobs in this file (write [[job]] tables, see `cronsun job export`)".into(),
+        ));
     }
     let mut seen = HashMap::new();
     for (i, job) in jobs.iter().enumerate() {
         if let Some(first) = seen.insert(job.id.as_str(), i) {
-            return Err(err(format!("job id {:?} appears twice (job[{first}] and job[{i}])", job.id)));
+            return Err(err(format!(
+                "job id {:?} appears twice (job[{first}] and job[{i}])",
+                job.id
+            )));
         }
     }
     Ok(jobs)
@@ -109,9 +120,10 @@ fn parse_json(name: &str, text: &str) -> Result<Vec<Job>, JobFileError> {
         return serde_path_to_error::deserialize::<_, Vec<Job>>(de).map_err(err);
     }
     // Decide the shape from the top-level keys, then parse again for precise errors.
-    let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
+    let keys: Vec<String> =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
     if keys.iter().any(|k| k == "jobs") {
         serde_path_to_error::deserialize::<_, ApplyRequest>(de)
             .map(|r| r.jobs)
@@ -220,12 +232,20 @@ schedule = "@hourly"
         assert_eq!(e.key.as_deref(), Some("job[0].retries"), "{e}");
         assert!(e.to_string().starts_with("jobs.toml:8:"), "{e}");
 
-        let bad = GOOD.replace("labels = { team = \"ops\" }", "labels = { team = \"ops\" }\ncolour = \"red\"");
+        let bad = GOOD.replace(
+            "labels = { team = \"ops\" }",
+            "labels = { team = \"ops\" }\ncolour = \"red\"",
+        );
         let e = parse("jobs.toml", &bad, false).expect_err("unknown key");
         assert_eq!(e.position.map(|p| p.0), Some(22), "{e}");
         assert!(e.message.contains("colour"), "{e}");
 
-        let e = parse("jobs.toml", "[[job]]\nid = \"x\"\ncommand = [\"a\"\n", false).expect_err("syntax");
+        let e = parse(
+            "jobs.toml",
+            "[[job]]\nid = \"x\"\ncommand = [\"a\"\n",
+            false,
+        )
+        .expect_err("syntax");
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
 
         let e = parse("jobs.toml", "[[job.rules]]\nschedule = 3\n", false).expect_err("type");
@@ -235,7 +255,12 @@ schedule = "@hourly"
     #[test]
     fn json_forms_and_errors() {
         let one = r#"{"id":"a","command":["true"],"rules":[{"schedule":"@daily"}]}"#;
-        for text in [one.to_string(), format!("[{one}]"), format!("{{\"job\":[{one}]}}"), format!("{{\"jobs\":[{one}]}}")] {
+        for text in [
+            one.to_string(),
+            format!("[{one}]"),
+            format!("{{\"job\":[{one}]}}"),
+            format!("{{\"jobs\":[{one}]}}"),
+        ] {
             assert_eq!(parse("j.json", &text, true).expect(&text)[0].id, "a");
         }
         let bad = "{\"job\": [\n {\"id\": \"a\", \"command\": [\"true\"],\n  \"rules\": [{\"schedule\": 5}]}]}";
@@ -246,7 +271,10 @@ schedule = "@hourly"
 
     #[test]
     fn empty_files_and_duplicate_ids_are_refused() {
-        assert!(parse("e.toml", "", false).expect_err("empty").message.contains("no jobs"));
+        assert!(parse("e.toml", "", false)
+            .expect_err("empty")
+            .message
+            .contains("no jobs"));
         let twice = format!("{GOOD}\n[[job]]\nid = \"hourly\"\ncommand = \"x\"\n[[job.rules]]\nschedule = \"@daily\"\n");
         let e = parse("d.toml", &twice, false).expect_err("dup");
         assert!(e.message.contains("job[1] and job[2]"), "{e}");

@@ -23,7 +23,12 @@ use output::Output;
 
 /// Command-line client of cronsun, the distributed cron.
 #[derive(Debug, Parser)]
-#[command(name = "cronsun", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "cronsun",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(flatten)]
     conn: Connection,
@@ -86,8 +91,10 @@ pub struct Ctx {
 impl Ctx {
     /// A client for the resolved server and token.
     pub fn client(&self) -> Result<Client> {
-        let server = server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
-        let token = server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?;
+        let server =
+            server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
+        let token =
+            server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?;
         Ok(Client::new(&server, token)?)
     }
 
@@ -142,7 +149,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     // Usage errors exit 2, --help and --version 0 (clap's convention).
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -58,7 +58,10 @@ pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> St
     for col in t.column_iter_mut() {
         col.set_padding((0, 2));
     }
-    t.lines().map(|l| l.trim_end().to_string()).collect::<Vec<_>>().join("\n")
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `key  value` lines for one object.
@@ -72,7 +75,10 @@ pub fn key_values(rows: impl IntoIterator<Item = (&'static str, String)>) -> Str
     for col in t.column_iter_mut() {
         col.set_padding((0, 2));
     }
-    t.lines().map(|l| l.trim_end().to_string()).collect::<Vec<_>>().join("\n")
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// An instant in the local zone with a relative hint, e.g.
@@ -154,7 +160,13 @@ mod tests {
 
     #[test]
     fn tables_are_aligned_and_unpadded_at_the_end() {
-        let t = table(&["ID", "STATUS"], vec![vec!["a".into(), "ok".into()], vec!["long-id".into(), "-".into()]]);
+        let t = table(
+            &["ID", "STATUS"],
+            vec![
+                vec!["a".into(), "ok".into()],
+                vec!["long-id".into(), "-".into()],
+            ],
+        );
         assert_eq!(t, "ID       STATUS\na        ok\nlong-id  -");
     }
 }

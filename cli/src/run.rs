@@ -64,9 +64,9 @@ fn parse_since(s: &str) -> Result<Timestamp, String> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
-    let d: Dur = s
-        .parse()
-        .map_err(|_| format!("{s:?} is neither RFC 3339 (2026-03-28T00:00:00Z) nor a duration ago (30m, 2d)"))?;
+    let d: Dur = s.parse().map_err(|_| {
+        format!("{s:?} is neither RFC 3339 (2026-03-28T00:00:00Z) nor a duration ago (30m, 2d)")
+    })?;
     let span = jiff::SignedDuration::try_from(d.as_duration()).map_err(|e| e.to_string())?;
     Timestamp::now()
         .checked_sub(span)
@@ -100,7 +100,15 @@ pub async fn run(ctx: &Ctx, cmd: RunCmd) -> Result<u8> {
                 return Ok(0);
             }
             output::emit(&output::table(
-                &["RUN ID#ATTEMPT", "JOB", "NODE", "STATUS", "SCHEDULED", "DURATION", "EXIT"],
+                &[
+                    "RUN ID#ATTEMPT",
+                    "JOB",
+                    "NODE",
+                    "STATUS",
+                    "SCHEDULED",
+                    "DURATION",
+                    "EXIT",
+                ],
                 page.runs.iter().map(|r| {
                     vec![
                         r.record_id(),
@@ -127,7 +135,10 @@ pub async fn run(ctx: &Ctx, cmd: RunCmd) -> Result<u8> {
             }
             Ok(0)
         }
-        RunCmd::Logs { run_id, follow: false } => {
+        RunCmd::Logs {
+            run_id,
+            follow: false,
+        } => {
             let r = client.get_run(&run_id).await?;
             if ctx.json() {
                 output::json(&r)?;
@@ -136,7 +147,10 @@ pub async fn run(ctx: &Ctx, cmd: RunCmd) -> Result<u8> {
             }
             Ok(0)
         }
-        RunCmd::Logs { run_id, follow: true } => {
+        RunCmd::Logs {
+            run_id,
+            follow: true,
+        } => {
             follow(&client, &run_id, ctx.json(), Duration::ZERO).await?;
             Ok(0)
         }
@@ -168,8 +182,15 @@ pub fn stored_output(r: &RunRecord) -> String {
     }
     let kept = (r.output_head.len() + r.output_tail.len()) as u64;
     let omitted = r.output_bytes.saturating_sub(kept);
-    let sep = if r.output_head.ends_with('\n') || r.output_head.is_empty() { "" } else { "\n" };
-    format!("{}{sep}... [{omitted} bytes omitted] ...\n{}", r.output_head, r.output_tail)
+    let sep = if r.output_head.ends_with('\n') || r.output_head.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    format!(
+        "{}{sep}... [{omitted} bytes omitted] ...\n{}",
+        r.output_head, r.output_tail
+    )
 }
 
 fn describe(r: &RunRecord) -> String {
@@ -194,7 +215,11 @@ fn describe(r: &RunRecord) -> String {
         ("run as", r.run_as.clone()),
         (
             "output",
-            format!("{}{}", output::bytes(r.output_bytes), if r.truncated { " (truncated)" } else { "" }),
+            format!(
+                "{}{}",
+                output::bytes(r.output_bytes),
+                if r.truncated { " (truncated)" } else { "" }
+            ),
         ),
         ("peak memory", opt(r.peak_memory, output::bytes)),
         ("cpu", opt(r.cpu_ms, output::duration_ms)),
@@ -209,7 +234,10 @@ fn describe(r: &RunRecord) -> String {
 fn shell_quote(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -222,13 +250,19 @@ fn shell_quote(argv: &[String]) -> String {
 /// Streams a run's output to stdout until its `end` event and returns the
 /// final record. A run that was just requested may not exist yet: 404s are
 /// retried for `wait_for_start`.
-pub async fn follow(client: &Client, run_id: &str, json: bool, wait_for_start: Duration) -> Result<RunRecord> {
+pub async fn follow(
+    client: &Client,
+    run_id: &str,
+    json: bool,
+    wait_for_start: Duration,
+) -> Result<RunRecord> {
     let deadline = tokio::time::Instant::now() + wait_for_start;
     let mut stream = loop {
         match client.stream_run(run_id).await {
             Ok(s) => break s,
-            Err(e) if e.status() == Some(StatusCode::NOT_FOUND)
-                && tokio::time::Instant::now() < deadline =>
+            Err(e)
+                if e.status() == Some(StatusCode::NOT_FOUND)
+                    && tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -243,7 +277,9 @@ pub async fn follow(client: &Client, run_id: &str, json: bool, wait_for_start: D
             RunEvent::Output(text) => output::emit_raw(&text)?,
             RunEvent::End(record) => {
                 if json {
-                    output::emit(&serde_json::json!({"event": "end", "data": &*record}).to_string())?;
+                    output::emit(
+                        &serde_json::json!({"event": "end", "data": &*record}).to_string(),
+                    )?;
                 }
                 return Ok(*record);
             }
@@ -283,7 +319,10 @@ mod tests {
 
     #[test]
     fn truncated_output_has_a_marker() {
-        assert_eq!(stored_output(&record(RunStatus::Success, Some(0))), "first\n... [1000 bytes omitted] ...\nlast\n");
+        assert_eq!(
+            stored_output(&record(RunStatus::Success, Some(0))),
+            "first\n... [1000 bytes omitted] ...\nlast\n"
+        );
     }
 
     #[test]
@@ -297,15 +336,23 @@ mod tests {
 
     #[test]
     fn since_accepts_rfc3339_and_durations() {
-        assert_eq!(parse_since("2026-03-28T00:00:00Z").map(|t| t.as_second()), Ok(1_774_656_000));
+        assert_eq!(
+            parse_since("2026-03-28T00:00:00Z").map(|t| t.as_second()),
+            Ok(1_774_656_000)
+        );
         let ago = parse_since("1h").expect("duration");
         let diff = Timestamp::now().as_second() - ago.as_second();
         assert!((3599..=3601).contains(&diff), "{diff}");
-        assert!(parse_since("yesterday").expect_err("bad").contains("RFC 3339"));
+        assert!(parse_since("yesterday")
+            .expect_err("bad")
+            .contains("RFC 3339"));
     }
 
     #[test]
     fn argv_is_quoted_for_display() {
-        assert_eq!(shell_quote(&["echo".into(), "a b".into(), "it's".into()]), r"echo 'a b' 'it'\''s'");
+        assert_eq!(
+            shell_quote(&["echo".into(), "a b".into(), "it's".into()]),
+            r"echo 'a b' 'it'\''s'"
+        );
     }
 }

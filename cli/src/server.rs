@@ -67,7 +67,11 @@ fn choose_server(web: &WebSection, exists: impl Fn(&Path) -> bool) -> String {
     }
     // A non-loopback listener speaks TLS, which this client cannot; only a
     // loopback listener (or the wildcard address, reached via loopback) helps.
-    if let Some(addr) = web.listen.as_deref().and_then(|l| l.parse::<SocketAddr>().ok()) {
+    if let Some(addr) = web
+        .listen
+        .as_deref()
+        .and_then(|l| l.parse::<SocketAddr>().ok())
+    {
         let ip = addr.ip();
         if ip.is_loopback() {
             return format!("http://{addr}");
@@ -108,33 +112,59 @@ mod tests {
 
     #[test]
     fn flag_wins() {
-        let s = resolve_server(Some(" http://h:1 "), Some(Path::new("/nonexistent"))).expect("flag");
+        let s =
+            resolve_server(Some(" http://h:1 "), Some(Path::new("/nonexistent"))).expect("flag");
         assert_eq!(s, "http://h:1");
     }
 
     #[test]
     fn configured_socket_then_default_socket_then_url() {
-        let cfg = web("[node]\nid = \"x\"\n[web]\nsocket = \"/tmp/x.sock\"\nlisten = \"127.0.0.1:8000\"\n");
+        let cfg = web(
+            "[node]\nid = \"x\"\n[web]\nsocket = \"/tmp/x.sock\"\nlisten = \"127.0.0.1:8000\"\n",
+        );
         assert_eq!(choose_server(&cfg, |_| true), "unix:/tmp/x.sock");
         assert_eq!(choose_server(&cfg, |_| false), "http://127.0.0.1:8000");
-        assert_eq!(choose_server(&web(""), |p| p == Path::new(DEFAULT_SOCKET)), format!("unix:{DEFAULT_SOCKET}"));
+        assert_eq!(
+            choose_server(&web(""), |p| p == Path::new(DEFAULT_SOCKET)),
+            format!("unix:{DEFAULT_SOCKET}")
+        );
         assert_eq!(choose_server(&web(""), |_| false), DEFAULT_URL);
-        assert_eq!(choose_server(&web("[web]\nsocket = \"\"\n"), |_| true), DEFAULT_URL);
-        assert_eq!(choose_server(&web("[web]\nlisten = \"0.0.0.0:9000\"\n"), |_| false), "http://127.0.0.1:9000");
-        assert_eq!(choose_server(&web("[web]\nlisten = \"10.0.0.1:7079\"\n"), |_| false), DEFAULT_URL);
+        assert_eq!(
+            choose_server(&web("[web]\nsocket = \"\"\n"), |_| true),
+            DEFAULT_URL
+        );
+        assert_eq!(
+            choose_server(&web("[web]\nlisten = \"0.0.0.0:9000\"\n"), |_| false),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            choose_server(&web("[web]\nlisten = \"10.0.0.1:7079\"\n"), |_| false),
+            DEFAULT_URL
+        );
     }
 
     #[test]
     fn explicit_config_must_be_readable() {
-        let e = resolve_server(None, Some(Path::new("/nonexistent/cronsun.toml"))).expect_err("missing");
+        let e = resolve_server(None, Some(Path::new("/nonexistent/cronsun.toml")))
+            .expect_err("missing");
         assert!(e.to_string().contains("/nonexistent/cronsun.toml"), "{e}");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
         let sock = dir.path().join("api.sock");
-        std::fs::write(&path, format!("[web]\nsocket = {:?}\n", sock.display().to_string())).expect("write");
-        assert_eq!(resolve_server(None, Some(&path)).expect("resolves"), DEFAULT_URL);
+        std::fs::write(
+            &path,
+            format!("[web]\nsocket = {:?}\n", sock.display().to_string()),
+        )
+        .expect("write");
+        assert_eq!(
+            resolve_server(None, Some(&path)).expect("resolves"),
+            DEFAULT_URL
+        );
         std::fs::write(&sock, "").expect("touch");
-        assert_eq!(resolve_server(None, Some(&path)).expect("resolves"), format!("unix:{}", sock.display()));
+        assert_eq!(
+            resolve_server(None, Some(&path)).expect("resolves"),
+            format!("unix:{}", sock.display())
+        );
     }
 
     #[test]
@@ -142,8 +172,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("admin.token");
         std::fs::write(&file, "  abc123\n").expect("write");
-        assert_eq!(resolve_token(Some("t"), Some(&file)).expect("flag"), Some("t".into()));
-        assert_eq!(resolve_token(Some(""), Some(&file)).expect("file"), Some("abc123".into()));
+        assert_eq!(
+            resolve_token(Some("t"), Some(&file)).expect("flag"),
+            Some("t".into())
+        );
+        assert_eq!(
+            resolve_token(Some(""), Some(&file)).expect("file"),
+            Some("abc123".into())
+        );
         assert_eq!(resolve_token(None, None).expect("none"), None);
         std::fs::write(&file, "\n").expect("write");
         let e = resolve_token(None, Some(&file)).expect_err("empty");

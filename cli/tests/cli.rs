@@ -29,7 +29,16 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn cron_next_prints_rfc3339_instants_with_offsets() {
     let out = cronsun(&[
-        "cron", "next", "0 2 * * *", "--tz", "Europe/Berlin", "--from", "2026-03-28T00:00:00Z", "-n", "3", "--output",
+        "cron",
+        "next",
+        "0 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--from",
+        "2026-03-28T00:00:00Z",
+        "-n",
+        "3",
+        "--output",
         "json",
     ]);
     let stderr = text(&out.stderr);
@@ -41,22 +50,41 @@ fn cron_next_prints_rfc3339_instants_with_offsets() {
     }
     assert!(out.status.success(), "{stderr}");
     let got: Vec<String> = serde_json::from_slice(&out.stdout).expect("JSON array");
-    assert_eq!(got, ["2026-03-28T02:00:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"]);
+    assert_eq!(
+        got,
+        [
+            "2026-03-28T02:00:00+01:00",
+            "2026-03-29T03:00:00+02:00",
+            "2026-03-30T02:00:00+02:00"
+        ]
+    );
 }
 
 #[test]
 fn cron_next_refuses_bad_from_as_usage_error() {
     let out = cronsun(&["cron", "next", "* * * * *", "--from", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("RFC 3339"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("RFC 3339"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn completions_print_a_script() {
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef cronsun"), ("fish", "complete -c cronsun")] {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef cronsun"),
+        ("fish", "complete -c cronsun"),
+    ] {
         let out = cronsun(&["completions", shell]);
         assert!(out.status.success(), "{shell}");
-        assert!(text(&out.stdout).contains(marker), "{shell}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(marker),
+            "{shell}: {}",
+            text(&out.stdout)
+        );
     }
 }
 
@@ -69,23 +97,46 @@ fn job_apply_names_the_bad_line() {
         "[[job]]\nid = \"a\"\ncommand = [\"/bin/true\"]\nretries = \"two\"\n\n[[job.rules]]\nschedule = \"@daily\"\n",
     )
     .expect("write");
-    let out = cronsun(&["--server", "http://127.0.0.1:1", "job", "apply", "-f", &file.display().to_string()]);
+    let out = cronsun(&[
+        "--server",
+        "http://127.0.0.1:1",
+        "job",
+        "apply",
+        "-f",
+        &file.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.starts_with(&format!("error: {}:4:11: job[0].retries: ", file.display())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {}:4:11: job[0].retries: ", file.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [&["pause"][..], &["job", "show"], &["run", "ls", "--status", "bogus"], &["frobnicate"]] {
+    for args in [
+        &["pause"][..],
+        &["job", "show"],
+        &["run", "ls", "--status", "bogus"],
+        &["frobnicate"],
+    ] {
         let out = cronsun(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn connection_refused_names_the_server() {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let server = format!("http://127.0.0.1:{port}");
     let out = cronsun(&["--server", &server, "job", "ls"]);
     assert_eq!(out.status.code(), Some(1));
@@ -122,7 +173,11 @@ impl Canned {
     }
 }
 
-fn answer(stream: TcpStream, route: fn(&str, &str) -> Reply, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
+fn answer(
+    stream: TcpStream,
+    route: fn(&str, &str) -> Reply,
+    log: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -159,7 +214,14 @@ fn answer(stream: TcpStream, route: fn(&str, &str) -> Reply, log: &Mutex<Vec<Str
     w.flush()
 }
 
-fn record(status: &str, exit_code: Option<i32>, head: &str, tail: &str, bytes: u64, truncated: bool) -> serde_json::Value {
+fn record(
+    status: &str,
+    exit_code: Option<i32>,
+    head: &str,
+    tail: &str,
+    bytes: u64,
+    truncated: bool,
+) -> serde_json::Value {
     serde_json::json!({
         "run_id": "backup~manual~r1", "attempt": 1, "job_id": "backup", "job_revision": 7, "job_name": "backup",
         "node_id": "n1", "hostname": "h1", "trigger": "manual", "scheduled_at": "2026-03-28T00:00:00Z",
@@ -174,25 +236,42 @@ fn record(status: &str, exit_code: Option<i32>, head: &str, tail: &str, bytes: u
 fn routes(method: &str, path: &str) -> Reply {
     let json = |status, v: serde_json::Value| (status, "application/json", v.to_string());
     match (method, path) {
-        ("GET", "/api/v1/jobs") => json(200, serde_json::json!({"jobs": [{
-            "job": {"id": "backup", "group": "db", "command": ["/bin/backup"], "kind": "one",
-                    "rules": [{"schedule": "0 3 * * *", "timezone": "Europe/Berlin"}], "revision": 7,
-                    "paused": true, "paused_reason": "disk full"},
-            "state": {"next_run": null, "last_run": {"run_id": "backup~x", "attempt": 1, "status": "failed",
-                      "scheduled_at": "2026-03-28T02:00:00Z", "finished_at": null}, "running": 0}
-        }]})),
-        ("POST", "/api/v1/jobs/apply") => json(422, serde_json::json!({
-            "error": "bad_request", "message": "unknown time zone \"Mars/Olympus\"", "field": "jobs[0].rules[0].timezone"})),
-        ("POST", "/api/v1/jobs/backup/run") => json(202, serde_json::json!({"run_id": "backup~manual~r1"})),
+        ("GET", "/api/v1/jobs") => json(
+            200,
+            serde_json::json!({"jobs": [{
+                "job": {"id": "backup", "group": "db", "command": ["/bin/backup"], "kind": "one",
+                        "rules": [{"schedule": "0 3 * * *", "timezone": "Europe/Berlin"}], "revision": 7,
+                        "paused": true, "paused_reason": "disk full"},
+                "state": {"next_run": null, "last_run": {"run_id": "backup~x", "attempt": 1, "status": "failed",
+                          "scheduled_at": "2026-03-28T02:00:00Z", "finished_at": null}, "running": 0}
+            }]}),
+        ),
+        ("POST", "/api/v1/jobs/apply") => json(
+            422,
+            serde_json::json!({
+            "error": "bad_request", "message": "unknown time zone \"Mars/Olympus\"", "field": "jobs[0].rules[0].timezone"}),
+        ),
+        ("POST", "/api/v1/jobs/backup/run") => {
+            json(202, serde_json::json!({"run_id": "backup~manual~r1"}))
+        }
         ("GET", "/api/v1/runs/backup~manual~r1/stream") => {
             let end = record("failed", Some(3), "", "", 12, false);
             (200, "text/event-stream", format!(
                 "event: output\ndata: \"hello \"\n\nevent: output\ndata: \"world\\n\"\n\nevent: end\ndata: {end}\n\n"))
         }
-        ("GET", "/api/v1/runs/backup~manual~r1%231") => json(200, record("success", Some(0), "first\n", "last\n", 1011, true)),
-        ("GET", "/api/v1/nodes") => (401, "application/json",
-            r#"{"error":"unauthorized","message":"missing or invalid token"}"#.to_string()),
-        _ => json(404, serde_json::json!({"error": "not_found", "message": format!("no route {method} {path}")})),
+        ("GET", "/api/v1/runs/backup~manual~r1%231") => json(
+            200,
+            record("success", Some(0), "first\n", "last\n", 1011, true),
+        ),
+        ("GET", "/api/v1/nodes") => (
+            401,
+            "application/json",
+            r#"{"error":"unauthorized","message":"missing or invalid token"}"#.to_string(),
+        ),
+        _ => json(
+            404,
+            serde_json::json!({"error": "not_found", "message": format!("no route {method} {path}")}),
+        ),
     }
 }
 
@@ -203,9 +282,23 @@ fn job_ls_table_and_json() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("SCHEDULE(S)") && lines[0].ends_with("PAUSED"), "{stdout}");
-    assert!(lines[1].contains("0 3 * * * (Europe/Berlin)") && lines[1].contains("failed") && lines[1].ends_with("yes: disk full"), "{stdout}");
-    assert!(srv.seen.lock().expect("log")[0].starts_with("GET /api/v1/jobs Bearer t0k"), "{:?}", srv.seen);
+    assert!(
+        lines[0].starts_with("ID")
+            && lines[0].contains("SCHEDULE(S)")
+            && lines[0].ends_with("PAUSED"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("0 3 * * * (Europe/Berlin)")
+            && lines[1].contains("failed")
+            && lines[1].ends_with("yes: disk full"),
+        "{stdout}"
+    );
+    assert!(
+        srv.seen.lock().expect("log")[0].starts_with("GET /api/v1/jobs Bearer t0k"),
+        "{:?}",
+        srv.seen
+    );
 
     let out = cronsun(&["--server", &srv.url, "-o", "json", "job", "ls"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -218,13 +311,23 @@ fn job_export_round_trips_through_apply_parsing() {
     let out = cronsun(&["--server", &srv.url, "job", "export"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let exported = text(&out.stdout);
-    assert!(exported.starts_with("[[job]]\nid = \"backup\""), "{exported}");
+    assert!(
+        exported.starts_with("[[job]]\nid = \"backup\""),
+        "{exported}"
+    );
     assert!(!exported.contains("revision"), "{exported}");
     // Applying it reaches the server (which refuses it, naming job and field).
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("jobs.toml");
     std::fs::write(&file, &exported).expect("write");
-    let out = cronsun(&["--server", &srv.url, "job", "apply", "-f", &file.display().to_string()]);
+    let out = cronsun(&[
+        "--server",
+        &srv.url,
+        "job",
+        "apply",
+        "-f",
+        &file.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -242,7 +345,11 @@ fn job_run_wait_streams_output_and_exits_with_the_run_code() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello world\n");
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("started run backup~manual~r1") && stderr.contains("run backup~manual~r1#1 failed (exit 3)"), "{stderr}");
+    assert!(
+        stderr.contains("started run backup~manual~r1")
+            && stderr.contains("run backup~manual~r1#1 failed (exit 3)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -250,7 +357,10 @@ fn run_logs_marks_omitted_bytes() {
     let srv = Canned::start(routes);
     let out = cronsun(&["--server", &srv.url, "run", "logs", "backup~manual~r1#1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "first\n... [1000 bytes omitted] ...\nlast\n");
+    assert_eq!(
+        text(&out.stdout),
+        "first\n... [1000 bytes omitted] ...\nlast\n"
+    );
 }
 
 #[test]
@@ -259,5 +369,10 @@ fn unauthorized_says_how_to_authenticate() {
     let out = cronsun(&["--server", &srv.url, "node", "ls"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.starts_with("error: missing or invalid token (HTTP 401): set CRONSUN_TOKEN or --token-file"), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: missing or invalid token (HTTP 401): set CRONSUN_TOKEN or --token-file"
+        ),
+        "{stderr}"
+    );
 }

@@ -30,9 +30,13 @@ impl Endpoint {
         if let Some(rest) = s.strip_prefix("unix:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if !path.starts_with('/') {
-                return Err(bad("a Unix socket needs an absolute path, e.g. unix:/run/cronsun/api.sock"));
+                return Err(bad(
+                    "a Unix socket needs an absolute path, e.g. unix:/run/cronsun/api.sock",
+                ));
             }
-            return Ok(Endpoint::Unix { path: PathBuf::from(path) });
+            return Ok(Endpoint::Unix {
+                path: PathBuf::from(path),
+            });
         }
         if s.starts_with("https://") {
             return Err(bad(
@@ -50,12 +54,15 @@ impl Endpoint {
             return Err(bad("the host is missing"));
         }
         if authority.contains('@') {
-            return Err(bad("user names in the URL are not supported; use --token or --token-file"));
+            return Err(bad(
+                "user names in the URL are not supported; use --token or --token-file",
+            ));
         }
         if base.contains(['?', '#']) {
             return Err(bad("a query or fragment is not allowed in the server URL"));
         }
-        let (host, port) = split_host_port(authority).ok_or_else(|| bad("expected host:port with a port between 1 and 65535"))?;
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| bad("expected host:port with a port between 1 and 65535"))?;
         Ok(Endpoint::Tcp {
             host,
             port,
@@ -115,17 +122,31 @@ mod tests {
 
     fn tcp(s: &str) -> (String, u16, String) {
         match Endpoint::parse(s) {
-            Ok(Endpoint::Tcp { host, port, base, .. }) => (host, port, base),
+            Ok(Endpoint::Tcp {
+                host, port, base, ..
+            }) => (host, port, base),
             other => panic!("{s}: {other:?}"),
         }
     }
 
     #[test]
     fn parses_tcp_forms() {
-        assert_eq!(tcp("http://127.0.0.1:7079"), ("127.0.0.1".into(), 7079, String::new()));
-        assert_eq!(tcp("http://localhost:7079/"), ("localhost".into(), 7079, String::new()));
-        assert_eq!(tcp("http://h/cronsun/"), ("h".into(), 80, "/cronsun".into()));
-        assert_eq!(tcp("http://[::1]:7079"), ("::1".into(), 7079, String::new()));
+        assert_eq!(
+            tcp("http://127.0.0.1:7079"),
+            ("127.0.0.1".into(), 7079, String::new())
+        );
+        assert_eq!(
+            tcp("http://localhost:7079/"),
+            ("localhost".into(), 7079, String::new())
+        );
+        assert_eq!(
+            tcp("http://h/cronsun/"),
+            ("h".into(), 80, "/cronsun".into())
+        );
+        assert_eq!(
+            tcp("http://[::1]:7079"),
+            ("::1".into(), 7079, String::new())
+        );
     }
 
     #[test]
@@ -133,18 +154,31 @@ mod tests {
         for s in ["unix:/run/cronsun/api.sock", "unix:///run/cronsun/api.sock"] {
             assert_eq!(
                 Endpoint::parse(s).ok(),
-                Some(Endpoint::Unix { path: "/run/cronsun/api.sock".into() })
+                Some(Endpoint::Unix {
+                    path: "/run/cronsun/api.sock".into()
+                })
             );
         }
     }
 
     #[test]
     fn rejects_bad_servers_with_a_hint() {
-        for s in ["", "127.0.0.1:7079", "http://", "http://h:0", "http://h:99999", "http://u@h:1", "unix:rel.sock", "ftp://x"] {
+        for s in [
+            "",
+            "127.0.0.1:7079",
+            "http://",
+            "http://h:0",
+            "http://h:99999",
+            "http://u@h:1",
+            "unix:rel.sock",
+            "ftp://x",
+        ] {
             let e = Endpoint::parse(s).expect_err(s).to_string();
             assert!(e.contains("invalid server address"), "{s}: {e}");
         }
-        let e = Endpoint::parse("https://h:7079").expect_err("https").to_string();
+        let e = Endpoint::parse("https://h:7079")
+            .expect_err("https")
+            .to_string();
         assert!(e.contains("https is not supported"), "{e}");
     }
 }

@@ -13,7 +13,9 @@ mod sse;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HOST, IF_MATCH, USER_AGENT};
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HOST, IF_MATCH, USER_AGENT,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -23,8 +25,8 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::api::{
-    ApiError, ApplyRequest, ApplyResult, GlobalPause, Health, JobList, JobView, NodeInfo, PauseRequest, Preview,
-    PreviewQuery, RunNowRequest, RunNowResponse, RunPage, RunQuery,
+    ApiError, ApplyRequest, ApplyResult, GlobalPause, Health, JobList, JobView, NodeInfo,
+    PauseRequest, Preview, PreviewQuery, RunNowRequest, RunNowResponse, RunPage, RunQuery,
 };
 use crate::job::Job;
 use crate::run::RunRecord;
@@ -90,7 +92,11 @@ impl ClientError {
 }
 
 fn describe_api_error(status: StatusCode, e: &ApiError) -> String {
-    let message = if e.message.is_empty() { &e.error } else { &e.message };
+    let message = if e.message.is_empty() {
+        &e.error
+    } else {
+        &e.message
+    };
     let hint = match status {
         StatusCode::UNAUTHORIZED => {
             ": set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
@@ -137,7 +143,10 @@ impl Client {
     /// `token` as a Bearer token when given.
     pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
         let endpoint = Endpoint::parse(server)?;
-        let token = match token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+        let token = match token
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+        {
             None => None,
             Some(t) => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
@@ -182,14 +191,26 @@ impl Client {
     }
 
     /// `POST path` with a JSON body, decoding the JSON answer.
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        let r = self.exchange(Method::POST, path, Some(to_json(body)?), None).await?;
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let r = self
+            .exchange(Method::POST, path, Some(to_json(body)?), None)
+            .await?;
         self.decode(r)
     }
 
     /// `PUT path` with a JSON body, decoding the JSON answer.
-    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        let r = self.exchange(Method::PUT, path, Some(to_json(body)?), None).await?;
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let r = self
+            .exchange(Method::PUT, path, Some(to_json(body)?), None)
+            .await?;
         self.decode(r)
     }
 
@@ -208,7 +229,9 @@ impl Client {
 
     /// `DELETE path`, optionally only if the resource is still at `if_match`.
     pub async fn delete(&self, path: &str, if_match: Option<u64>) -> Result<(), ClientError> {
-        self.exchange(Method::DELETE, path, None, if_match).await.map(drop)
+        self.exchange(Method::DELETE, path, None, if_match)
+            .await
+            .map(drop)
     }
 
     /// `GET path` as a `text/event-stream`; the request timeout covers only
@@ -242,8 +265,13 @@ impl Client {
 
     /// `GET /api/v1/jobs/{id}`: the job and the revision from its `ETag`.
     pub async fn get_job(&self, id: &str) -> Result<(JobView, u64), ClientError> {
-        let r = self.exchange(Method::GET, &job_path(id, None), None, None).await?;
-        let etag = r.1.get(ETAG).and_then(|v| v.to_str().ok()).and_then(parse_etag);
+        let r = self
+            .exchange(Method::GET, &job_path(id, None), None, None)
+            .await?;
+        let etag =
+            r.1.get(ETAG)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_etag);
         let view: JobView = self.decode(r)?;
         let revision = etag.unwrap_or(view.job.revision);
         Ok((view, revision))
@@ -256,7 +284,8 @@ impl Client {
 
     /// `PUT /api/v1/jobs/{id}` at `revision` (409 if it changed meanwhile).
     pub async fn update_job(&self, job: &Job, revision: u64) -> Result<Job, ClientError> {
-        self.put_if_match(&job_path(&job.id, None), job, revision).await
+        self.put_if_match(&job_path(&job.id, None), job, revision)
+            .await
     }
 
     /// `DELETE /api/v1/jobs/{id}`.
@@ -271,7 +300,8 @@ impl Client {
 
     /// `POST /api/v1/jobs/{id}/pause`.
     pub async fn pause_job(&self, id: &str, reason: Option<String>) -> Result<Job, ClientError> {
-        self.post(&job_path(id, Some("pause")), &PauseRequest { reason }).await
+        self.post(&job_path(id, Some("pause")), &PauseRequest { reason })
+            .await
     }
 
     /// `POST /api/v1/jobs/{id}/resume`.
@@ -283,8 +313,13 @@ impl Client {
     }
 
     /// `POST /api/v1/jobs/{id}/run`: starts a manual run, optionally on `node`.
-    pub async fn run_job(&self, id: &str, node: Option<String>) -> Result<RunNowResponse, ClientError> {
-        self.post(&job_path(id, Some("run")), &RunNowRequest { node }).await
+    pub async fn run_job(
+        &self,
+        id: &str,
+        node: Option<String>,
+    ) -> Result<RunNowResponse, ClientError> {
+        self.post(&job_path(id, Some("run")), &RunNowRequest { node })
+            .await
     }
 
     /// `GET /api/v1/pause`: the global pause switch.
@@ -293,19 +328,25 @@ impl Client {
     }
 
     /// `PUT /api/v1/pause`: pauses every scheduled run.
-    pub async fn set_global_pause(&self, reason: Option<String>) -> Result<GlobalPause, ClientError> {
+    pub async fn set_global_pause(
+        &self,
+        reason: Option<String>,
+    ) -> Result<GlobalPause, ClientError> {
         self.put("/api/v1/pause", &PauseRequest { reason }).await
     }
 
     /// `DELETE /api/v1/pause`: lifts the global pause.
     pub async fn clear_global_pause(&self) -> Result<GlobalPause, ClientError> {
-        let r = self.exchange(Method::DELETE, "/api/v1/pause", None, None).await?;
+        let r = self
+            .exchange(Method::DELETE, "/api/v1/pause", None, None)
+            .await?;
         self.decode(r)
     }
 
     /// `GET /api/v1/runs?...`: newest first, output fields empty.
     pub async fn search_runs(&self, q: &RunQuery) -> Result<RunPage, ClientError> {
-        self.get(&format!("/api/v1/runs{}", run_query_string(q))).await
+        self.get(&format!("/api/v1/runs{}", run_query_string(q)))
+            .await
     }
 
     /// `GET /api/v1/runs/{id}`: a record with its output; `id` is
@@ -316,7 +357,9 @@ impl Client {
 
     /// `GET /api/v1/runs/{id}/stream`: live output, then the final record.
     pub async fn stream_run(&self, id: &str) -> Result<RunStream, ClientError> {
-        self.stream(&run_path(id, Some("stream"))).await.map(RunStream::new)
+        self.stream(&run_path(id, Some("stream")))
+            .await
+            .map(RunStream::new)
     }
 
     /// `POST /api/v1/runs/{id}/kill`.
@@ -333,8 +376,11 @@ impl Client {
 
     /// `GET /api/v1/schedule/preview?...`.
     pub async fn preview(&self, q: &PreviewQuery) -> Result<Preview, ClientError> {
-        self.get(&format!("/api/v1/schedule/preview{}", preview_query_string(q)))
-            .await
+        self.get(&format!(
+            "/api/v1/schedule/preview{}",
+            preview_query_string(q)
+        ))
+        .await
     }
 
     // ----- plumbing -------------------------------------------------------
@@ -408,7 +454,10 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.server)))
     }
 
-    async fn connect<S>(&self, fut: impl std::future::Future<Output = std::io::Result<S>>) -> Result<S, ClientError> {
+    async fn connect<S>(
+        &self,
+        fut: impl std::future::Future<Output = std::io::Result<S>>,
+    ) -> Result<S, ClientError> {
         match tokio::time::timeout(self.connect_timeout, fut).await {
             Err(_) => Err(ClientError::Timeout {
                 server: self.server.clone(),
@@ -423,13 +472,18 @@ impl Client {
         }
     }
 
-    async fn handshake<IO>(&self, io: IO) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
+    async fn handshake<IO>(
+        &self,
+        io: IO,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
-            .map_err(|e| ClientError::Protocol(format!("HTTP handshake with {} failed: {e}", self.server)))?;
+            .map_err(|e| {
+                ClientError::Protocol(format!("HTTP handshake with {} failed: {e}", self.server))
+            })?;
         // The connection task ends when the response body is done or dropped.
         tokio::spawn(async move {
             let _ = conn.await;
@@ -442,7 +496,12 @@ impl Client {
             .collect()
             .await
             .map(|c| c.to_bytes())
-            .map_err(|e| ClientError::Protocol(format!("reading the answer from {} failed: {e}", self.server)))
+            .map_err(|e| {
+                ClientError::Protocol(format!(
+                    "reading the answer from {} failed: {e}",
+                    self.server
+                ))
+            })
     }
 
     async fn within<T>(
@@ -451,18 +510,19 @@ impl Client {
         during: &'static str,
         fut: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ClientError::Timeout {
-                    server: self.server.clone(),
-                    during,
-                    after: limit,
-                })
+        tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(ClientError::Timeout {
+                server: self.server.clone(),
+                during,
+                after: limit,
             })
+        })
     }
 
-    fn decode<T: DeserializeOwned>(&self, (status, _, body): (StatusCode, HeaderMap, Bytes)) -> Result<T, ClientError> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        (status, _, body): (StatusCode, HeaderMap, Bytes),
+    ) -> Result<T, ClientError> {
         // 204 and empty bodies decode as `null` so `()` and `Option<_>` work.
         let body: &[u8] = if body.is_empty() { b"null" } else { &body };
         serde_json::from_slice(body).map_err(|e| {
@@ -490,7 +550,11 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
         let reason = status.canonical_reason().unwrap_or("error");
         ApiError {
             error: reason.to_lowercase().replace(' ', "_"),
-            message: if text.is_empty() { reason.to_string() } else { format!("{reason}: {text}") },
+            message: if text.is_empty() {
+                reason.to_string()
+            } else {
+                format!("{reason}: {text}")
+            },
             field: None,
         }
     });

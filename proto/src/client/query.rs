@@ -88,7 +88,10 @@ mod tests {
     fn encodes_reserved_characters() {
         assert_eq!(encode_component("a-b_c.d~e"), "a-b_c.d~e");
         assert_eq!(encode_component("j~manual~x#2"), "j~manual~x%232");
-        assert_eq!(encode_component("a b/c?d&e=f+g"), "a%20b%2Fc%3Fd%26e%3Df%2Bg");
+        assert_eq!(
+            encode_component("a b/c?d&e=f+g"),
+            "a%20b%2Fc%3Fd%26e%3Df%2Bg"
+        );
         assert_eq!(encode_component("é"), "%C3%A9");
     }
 
@@ -118,8 +121,17 @@ mod tests {
             from: None,
             n: Some(3),
         };
-        assert_eq!(preview_query_string(&q), "?schedule=0%202%20%2A%20%2A%20%2A&timezone=Europe%2FBerlin&n=3");
-        assert_eq!(run_path("j~manual~r1#2", Some("stream")), "/api/v1/runs/j~manual~r1%232/stream");
-        assert_eq!(job_path("nightly", Some("pause")), "/api/v1/jobs/nightly/pause");
+        assert_eq!(
+            preview_query_string(&q),
+            "?schedule=0%202%20%2A%20%2A%20%2A&timezone=Europe%2FBerlin&n=3"
+        );
+        assert_eq!(
+            run_path("j~manual~r1#2", Some("stream")),
+            "/api/v1/runs/j~manual~r1%232/stream"
+        );
+        assert_eq!(
+            job_path("nightly", Some("pause")),
+            "/api/v1/jobs/nightly/pause"
+        );
     }
 }

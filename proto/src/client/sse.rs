@@ -141,7 +141,11 @@ impl SseParser {
         let event = std::mem::take(&mut self.event);
         let data = std::mem::take(&mut self.data);
         if std::mem::take(&mut self.has_data) {
-            let event = if event.is_empty() { "message".to_string() } else { event };
+            let event = if event.is_empty() {
+                "message".to_string()
+            } else {
+                event
+            };
             out.push(SseEvent { event, data });
         }
     }
@@ -200,9 +204,9 @@ impl SseStream {
 
     fn feed(&mut self, data: &Bytes) -> Result<(), ClientError> {
         let mut out = Vec::new();
-        self.parser
-            .feed(data, &mut out)
-            .map_err(|e| ClientError::Protocol(format!("{} sent a bad event stream: {e}", self.server)))?;
+        self.parser.feed(data, &mut out).map_err(|e| {
+            ClientError::Protocol(format!("{} sent a bad event stream: {e}", self.server))
+        })?;
         self.queue.extend(out);
         Ok(())
     }
@@ -244,7 +248,9 @@ impl RunStream {
                     return Some(
                         serde_json::from_str::<RunRecord>(&ev.data)
                             .map(|r| RunEvent::End(Box::new(r)))
-                            .map_err(|e| ClientError::Protocol(format!("bad run record in `end` event: {e}"))),
+                            .map_err(|e| {
+                                ClientError::Protocol(format!("bad run record in `end` event: {e}"))
+                            }),
                     );
                 }
                 _ => {}
@@ -267,15 +273,26 @@ mod tests {
     }
 
     fn ev(event: &str, data: &str) -> SseEvent {
-        SseEvent { event: event.into(), data: data.into() }
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+        }
     }
 
     #[test]
     fn any_chunking_gives_the_same_events() {
         let input = "\u{feff}: hello\r\nevent: output\r\ndata: \"a\\nb\"\r\n\r\ndata:x\rdata: y\r\rid: 3\nevent: end\ndata: {}\n\nevent: partial\ndata: lost";
-        let want = vec![ev("output", "\"a\\nb\""), ev("message", "x\ny"), ev("end", "{}")];
+        let want = vec![
+            ev("output", "\"a\\nb\""),
+            ev("message", "x\ny"),
+            ev("end", "{}"),
+        ];
         for size in 1..=input.len() {
-            assert_eq!(parse_in_chunks(input.as_bytes(), size), want, "chunk size {size}");
+            assert_eq!(
+                parse_in_chunks(input.as_bytes(), size),
+                want,
+                "chunk size {size}"
+            );
         }
     }
 
@@ -283,20 +300,29 @@ mod tests {
     fn utf8_split_across_chunks_is_kept() {
         let input = "event: output\ndata: \"größe 🙂\"\n\n".as_bytes();
         for size in 1..=input.len() {
-            assert_eq!(parse_in_chunks(input, size), vec![ev("output", "\"größe 🙂\"")]);
+            assert_eq!(
+                parse_in_chunks(input, size),
+                vec![ev("output", "\"größe 🙂\"")]
+            );
         }
     }
 
     #[test]
     fn events_without_data_are_not_dispatched() {
-        assert_eq!(parse_in_chunks(b"event: ping\n\ndata\n\n", 3), vec![ev("message", "")]);
+        assert_eq!(
+            parse_in_chunks(b"event: ping\n\ndata\n\n", 3),
+            vec![ev("message", "")]
+        );
     }
 
     #[test]
     fn long_lines_and_events_are_refused() {
         let mut p = SseParser::with_limits(8, 12);
         let mut out = Vec::new();
-        assert_eq!(p.feed(b"data: 12345", &mut out), Err(SseError::LineTooLong(8)));
+        assert_eq!(
+            p.feed(b"data: 12345", &mut out),
+            Err(SseError::LineTooLong(8))
+        );
         let mut p = SseParser::with_limits(16, 12);
         assert_eq!(
             p.feed(b"data:1234567\ndata:1234567\n", &mut out),

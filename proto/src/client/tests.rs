@@ -63,7 +63,11 @@ fn stream_body() -> Body {
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
     tokio::spawn(async move {
         for piece in bytes.chunks(5) {
-            if tx.send(Frame::data(Bytes::copy_from_slice(piece))).await.is_err() {
+            if tx
+                .send(Frame::data(Bytes::copy_from_slice(piece)))
+                .await
+                .is_err()
+            {
                 return;
             }
             tokio::task::yield_now().await;
@@ -74,8 +78,18 @@ fn stream_body() -> Body {
 
 async fn handle(req: Request<Incoming>, log: Log) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let header = |n: http::header::HeaderName| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(String::from);
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let header = |n: http::header::HeaderName| {
+        parts
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
     let seen = Seen {
         method: parts.method.clone(),
         uri: parts.uri.to_string(),
@@ -86,7 +100,10 @@ async fn handle(req: Request<Incoming>, log: Log) -> Result<Response<Body>, Infa
     let authorized = seen.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"));
     log.lock().expect("log").push(seen);
     if parts.uri.path() == "/healthz" {
-        return Ok(json(StatusCode::OK, serde_json::json!({"status": "ok", "version": "0.1.0"})));
+        return Ok(json(
+            StatusCode::OK,
+            serde_json::json!({"status": "ok", "version": "0.1.0"}),
+        ));
     }
     if !authorized {
         return Ok(json(
@@ -97,8 +114,12 @@ async fn handle(req: Request<Incoming>, log: Log) -> Result<Response<Body>, Infa
     let resp = match (parts.method.as_str(), parts.uri.path()) {
         ("GET", "/api/v1/jobs") => json(StatusCode::OK, serde_json::json!({"jobs": []})),
         ("GET", "/api/v1/jobs/backup") => {
-            let mut r = json(StatusCode::OK, serde_json::json!({"job": job_json(), "state": {"next_run": null, "last_run": null, "running": 0}}));
-            r.headers_mut().insert(ETAG, HeaderValue::from_static("\"9\""));
+            let mut r = json(
+                StatusCode::OK,
+                serde_json::json!({"job": job_json(), "state": {"next_run": null, "last_run": null, "running": 0}}),
+            );
+            r.headers_mut()
+                .insert(ETAG, HeaderValue::from_static("\"9\""));
             r
         }
         ("PUT", "/api/v1/jobs/backup") => json(StatusCode::OK, job_json()),
@@ -110,14 +131,22 @@ async fn handle(req: Request<Incoming>, log: Log) -> Result<Response<Body>, Infa
             StatusCode::UNPROCESSABLE_ENTITY,
             serde_json::json!({"error": "bad_request", "message": "no such zone \"Mars/Olympus\"", "field": "jobs[1].rules[0].timezone"}),
         ),
-        ("POST", "/api/v1/runs/backup~manual~r1%231/kill") => json(StatusCode::ACCEPTED, serde_json::json!({})),
+        ("POST", "/api/v1/runs/backup~manual~r1%231/kill") => {
+            json(StatusCode::ACCEPTED, serde_json::json!({}))
+        }
         ("GET", "/api/v1/runs/backup~manual~r1%231/stream") => Response::new(stream_body()),
-        ("GET", "/api/v1/runs") => json(StatusCode::OK, serde_json::json!({"runs": [run_json()], "next_cursor": null})),
+        ("GET", "/api/v1/runs") => json(
+            StatusCode::OK,
+            serde_json::json!({"runs": [run_json()], "next_cursor": null}),
+        ),
         ("GET", "/api/v1/broken") => Response::builder()
             .status(StatusCode::BAD_GATEWAY)
             .body(Full::new(Bytes::from("<html>upstream down</html>")).boxed())
             .unwrap_or_default(),
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found", "message": "no such thing"})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not_found", "message": "no such thing"}),
+        ),
     };
     Ok(resp)
 }
@@ -132,7 +161,9 @@ fn serve_conn<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, log: 
 }
 
 async fn tcp_server() -> (String, Log) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let log = Log::default();
     let l = log.clone();
@@ -161,13 +192,23 @@ async fn exercise(server: &str, log: &Log) {
     let c = Client::new(server, Some(TOKEN.into())).expect("client");
     assert_eq!(c.health().await.expect("health").status, "ok");
     assert!(c.list_jobs().await.expect("jobs").jobs.is_empty());
-    assert_eq!(log.lock().expect("log").last().and_then(|s| s.authorization.clone()).as_deref(), Some("Bearer s3cret"));
+    assert_eq!(
+        log.lock()
+            .expect("log")
+            .last()
+            .and_then(|s| s.authorization.clone())
+            .as_deref(),
+        Some("Bearer s3cret")
+    );
 
     let (view, rev) = c.get_job("backup").await.expect("job");
     assert_eq!((view.job.id.as_str(), rev), ("backup", 9));
     c.update_job(&view.job, rev).await.expect("update");
     let put = log.lock().expect("log").last().cloned().expect("seen");
-    assert_eq!((put.method, put.if_match.as_deref()), (Method::PUT, Some("\"9\"")));
+    assert_eq!(
+        (put.method, put.if_match.as_deref()),
+        (Method::PUT, Some("\"9\""))
+    );
     assert!(put.body.contains("\"backup\""), "{}", put.body);
     c.delete_job("backup", None).await.expect("delete");
 
@@ -175,16 +216,30 @@ async fn exercise(server: &str, log: &Log) {
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(err.to_string(), "no such thing (HTTP 404)");
 
-    let err = c.apply_jobs(&ApplyRequest { jobs: vec![] }).await.expect_err("422");
+    let err = c
+        .apply_jobs(&ApplyRequest { jobs: vec![] })
+        .await
+        .expect_err("422");
     assert_eq!(err.field(), Some("jobs[1].rules[0].timezone"));
     assert!(err.to_string().contains("Mars/Olympus"), "{err}");
 
     let page = c
-        .search_runs(&RunQuery { job: Some("backup".into()), limit: Some(5), ..RunQuery::default() })
+        .search_runs(&RunQuery {
+            job: Some("backup".into()),
+            limit: Some(5),
+            ..RunQuery::default()
+        })
         .await
         .expect("runs");
     assert_eq!(page.runs.len(), 1);
-    assert_eq!(log.lock().expect("log").last().map(|s| s.uri.clone()).as_deref(), Some("/api/v1/runs?job=backup&limit=5"));
+    assert_eq!(
+        log.lock()
+            .expect("log")
+            .last()
+            .map(|s| s.uri.clone())
+            .as_deref(),
+        Some("/api/v1/runs?job=backup&limit=5")
+    );
 
     c.kill_run("backup~manual~r1#1").await.expect("kill");
 
@@ -200,8 +255,15 @@ async fn exercise(server: &str, log: &Log) {
     assert_eq!(output, "hällo\nworld");
     assert_eq!(end.and_then(|r| r.exit_code), Some(3));
 
-    let err = c.get::<serde_json::Value>("/api/v1/broken").await.expect_err("502");
-    assert!(err.to_string().contains("Bad Gateway: <html>upstream down</html> (HTTP 502)"), "{err}");
+    let err = c
+        .get::<serde_json::Value>("/api/v1/broken")
+        .await
+        .expect_err("502");
+    assert!(
+        err.to_string()
+            .contains("Bad Gateway: <html>upstream down</html> (HTTP 502)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -224,8 +286,19 @@ async fn missing_token_gets_a_helpful_401() {
     let err = c.list_jobs().await.expect_err("401");
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
     let msg = err.to_string();
-    assert!(msg.contains("missing or invalid token") && msg.contains("CRONSUN_TOKEN") && msg.contains("--token-file"), "{msg}");
-    assert_eq!(log.lock().expect("log").last().and_then(|s| s.authorization.clone()), None);
+    assert!(
+        msg.contains("missing or invalid token")
+            && msg.contains("CRONSUN_TOKEN")
+            && msg.contains("--token-file"),
+        "{msg}"
+    );
+    assert_eq!(
+        log.lock()
+            .expect("log")
+            .last()
+            .and_then(|s| s.authorization.clone()),
+        None
+    );
 }
 
 #[tokio::test]
@@ -234,18 +307,32 @@ async fn connection_refused_names_the_server() {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     let server = format!("http://{addr}");
-    let err = Client::new(&server, None).expect("client").health().await.expect_err("refused");
+    let err = Client::new(&server, None)
+        .expect("client")
+        .health()
+        .await
+        .expect_err("refused");
     assert_eq!(err.to_string(), format!("cannot connect to {server}: connection refused — is cronsund running? (choose another with --server or CRONSUN_URL)"));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = format!("unix:{}/none.sock", dir.path().display());
-    let err = Client::new(&sock, None).expect("client").health().await.expect_err("missing");
-    assert!(err.to_string().starts_with(&format!("cannot connect to {sock}: no such socket")), "{err}");
+    let err = Client::new(&sock, None)
+        .expect("client")
+        .health()
+        .await
+        .expect_err("missing");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to {sock}: no such socket")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn slow_servers_time_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     // Accepts but never answers.
     let _keep = tokio::spawn(async move {
@@ -258,7 +345,16 @@ async fn slow_servers_time_out() {
         .expect("client")
         .with_timeouts(Duration::from_secs(1), Duration::from_millis(200));
     let err = c.health().await.expect_err("timeout");
-    assert!(matches!(err, ClientError::Timeout { during: "request", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Timeout {
+                during: "request",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
