@@ -226,6 +226,10 @@ fn explain_apply_error(e: ClientError, file: &str, ids: &[String]) -> anyhow::Er
         .and_then(|f| f.strip_prefix("jobs["))
         .and_then(|f| f.split_once(']'))
         .and_then(|(i, _)| i.parse::<usize>().ok());
+    if e.status().is_none() {
+        return e.into(); // not refused: it never got there
+    }
+    let file = if file == "-" { "<stdin>" } else { file };
     let what = match index.and_then(|i| ids.get(i)) {
         Some(id) => format!("{file}: job {id:?} was refused"),
         None => format!("{file}: nothing was applied"),

@@ -33,7 +33,7 @@ struct Cli {
     #[command(flatten)]
     conn: Connection,
     /// Output format: `table` for humans, `json` for the API's objects.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    #[arg(long, short = 'o', global = true, help_heading = "Global options", value_enum, default_value_t = Output::Table)]
     output: Output,
     #[command(subcommand)]
     command: Command,
@@ -44,16 +44,40 @@ struct Cli {
 struct Connection {
     /// Server: http://host:port or unix:/path/to/api.sock [default: the local
     /// socket from the config if it exists, else http://127.0.0.1:7079]
-    #[arg(long, global = true, env = "CRONSUN_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_URL",
+        value_name = "URL"
+    )]
     server: Option<String>,
     /// API token (Bearer); not needed on the local socket as root or group cronsun-admin.
-    #[arg(long, global = true, env = "CRONSUN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
     /// File holding the API token, e.g. <state_dir>/admin.token.
-    #[arg(long, global = true, env = "CRONSUN_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     token_file: Option<PathBuf>,
     /// The daemon's config, read to find its socket [default: /etc/cronsun/cronsun.toml].
-    #[arg(long, global = true, env = "CRONSUN_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
 }
 
