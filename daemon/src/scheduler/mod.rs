@@ -17,6 +17,8 @@
 mod launcher;
 mod plan;
 pub mod records;
+#[cfg(test)]
+mod tests;
 mod timeline;
 
 use std::cmp::Reverse;
@@ -625,10 +627,13 @@ impl Scheduler {
             job_id: job.id.clone(),
             job_revision: job.revision,
             instant: t,
-            record,
+            record: record.clone(),
         };
         match self.coord.claim(req).await {
-            Ok(ClaimOutcome::Won { fence, .. }) => ClaimResult::Won(fence),
+            Ok(ClaimOutcome::Won { fence, .. }) => {
+                self.announce(&record);
+                ClaimResult::Won(fence)
+            }
             Ok(ClaimOutcome::Decided { .. }) => {
                 debug!(job = %job.id, instant = %t, "instant already decided");
                 ClaimResult::Decided
@@ -833,7 +838,7 @@ impl Scheduler {
         };
         self.metrics.count_run(rec.status);
         info!(run = %rec.record_id(), status = %rec.status, exit_code = ?rec.exit_code, "run finished");
-        let _ = self.shared.finished.send(Arc::new(rec.clone()));
+        self.announce(&rec);
         let current = self.jobs.get(&job.id).map(|s| s.job.clone());
         if may_retry {
             if let Some(j) = &current {
@@ -917,9 +922,21 @@ impl Scheduler {
         }
     }
 
+    /// Tells followers (SSE, tests) that a record became final.
+    fn announce(&self, rec: &RunRecord) {
+        if rec.status.is_final() {
+            let _ = self.shared.finished.send(Arc::new(rec.clone()));
+        }
+    }
+
     async fn write(&mut self, rec: RunRecord) -> bool {
-        match self.runs.write(rec).await {
-            Ok(applied) => applied,
+        match self.runs.write(rec.clone()).await {
+            Ok(applied) => {
+                if applied {
+                    self.announce(&rec);
+                }
+                applied
+            }
             Err(e) => {
                 self.metrics.store_errors.inc();
                 error!("cannot write run record: {e}");
