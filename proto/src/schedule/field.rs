@@ -88,12 +88,11 @@ pub(crate) struct ParsedField {
 
 /// Parses one field's text according to `syntax`.
 pub(crate) fn parse_field(text: &str, syntax: &FieldSyntax) -> Result<ParsedField, FieldProblem> {
-    let upper = text.to_ascii_uppercase();
     let mut parsed = ParsedField {
-        starts_with_wildcard: upper.starts_with('*') || upper.starts_with('?'),
+        starts_with_wildcard: text.starts_with('*') || text.starts_with('?'),
         ..ParsedField::default()
     };
-    for item in upper.split(',') {
+    for item in text.split(',') {
         if item.is_empty() {
             return Err(FieldProblem::EmptyItem(text.to_string()));
         }
@@ -172,7 +171,11 @@ fn parse_value(text: &str, item: &str, syntax: &FieldSyntax) -> Result<u32, Fiel
             }),
         };
     }
-    match syntax.names.iter().position(|name| *name == text) {
+    match syntax
+        .names
+        .iter()
+        .position(|name| name.eq_ignore_ascii_case(text))
+    {
         // Position is below 12, so the cast cannot truncate.
         Some(index) => Ok(syntax.first_name_value + index as u32),
         None => Err(FieldProblem::NotAValue {
@@ -192,11 +195,14 @@ fn parse_number(text: &str) -> Option<u32> {
 
 /// `L`, `L-n`, `LW`, `nW`; returns whether `item` was one of them.
 fn parse_day_of_month_special(item: &str, parsed: &mut ParsedField) -> Result<bool, FieldProblem> {
-    if item == "L" {
+    if item.eq_ignore_ascii_case("L") {
         parsed.last_day_offsets |= 1;
-    } else if item == "LW" {
+    } else if item.eq_ignore_ascii_case("LW") {
         parsed.last_weekday = true;
-    } else if let Some(offset) = item.strip_prefix("L-") {
+    } else if let Some(offset) = item
+        .strip_prefix(['L', 'l'])
+        .and_then(|rest| rest.strip_prefix('-'))
+    {
         match parse_number(offset) {
             Some(n) if n <= 30 => parsed.last_day_offsets |= 1 << n,
             Some(_) => {
@@ -208,7 +214,7 @@ fn parse_day_of_month_special(item: &str, parsed: &mut ParsedField) -> Result<bo
             }
             None => return Err(FieldProblem::Malformed(item.to_string())),
         }
-    } else if let Some(day) = item.strip_suffix('W') {
+    } else if let Some(day) = item.strip_suffix(['W', 'w']) {
         match parse_number(day) {
             Some(d) if (1..=31).contains(&d) => parsed.nearest_weekday |= 1 << d,
             Some(_) => {
@@ -237,7 +243,7 @@ fn parse_day_of_week_special(
     syntax: &FieldSyntax,
     parsed: &mut ParsedField,
 ) -> Result<bool, FieldProblem> {
-    if item == "L" {
+    if item.eq_ignore_ascii_case("L") {
         return Err(FieldProblem::NotAllowed {
             text: item.to_string(),
             reason:
@@ -259,12 +265,12 @@ fn parse_day_of_week_special(
         }
         return Ok(true);
     }
-    if let Some(day) = item.strip_suffix('L') {
+    if let Some(day) = item.strip_suffix(['L', 'l']) {
         let weekday = parse_value(day, item, syntax)? % 7;
         parsed.last_of_weekday |= 1 << weekday;
         return Ok(true);
     }
-    if item.ends_with('W') && item.len() > 1 && !item.contains('-') {
+    if item.ends_with(['W', 'w']) && item.len() > 1 && !item.contains('-') {
         return Err(FieldProblem::NotAllowed {
             text: item.to_string(),
             reason: DAY_SPECIALS_ONLY,
@@ -275,11 +281,16 @@ fn parse_day_of_week_special(
 
 /// A clear message for `L`/`W`/`#` outside the day fields (`JUL` is fine).
 fn reject_day_special(item: &str) -> Result<(), FieldProblem> {
-    let digits_then = |suffix: char| {
+    let digits_then = |suffix: [char; 2]| {
         item.strip_suffix(suffix)
             .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
     };
-    if item == "L" || item == "LW" || item.contains('#') || digits_then('W') || digits_then('L') {
+    if item.eq_ignore_ascii_case("L")
+        || item.eq_ignore_ascii_case("LW")
+        || item.contains('#')
+        || digits_then(['W', 'w'])
+        || digits_then(['L', 'l'])
+    {
         return Err(FieldProblem::NotAllowed {
             text: item.to_string(),
             reason: DAY_SPECIALS_ONLY,
@@ -338,6 +349,10 @@ mod tests {
         assert!(dom.last_weekday);
         assert_eq!(dom.values, 1 << 1);
         assert!(!dom.starts_with_wildcard);
+        assert_eq!(
+            parse_field("l,lw,15w", &DAY_OF_MONTH),
+            parse_field("L,LW,15W", &DAY_OF_MONTH)
+        );
         let dow = parse_field("5L,MON#2,1#5,satl,7#1", &DAY_OF_WEEK).expect("valid");
         assert_eq!(dow.last_of_weekday, 1 << 5 | 1 << 6);
         assert_eq!(dow.nth_weekday, [1, 1 << 1, 0, 0, 1 << 1]);
@@ -397,10 +412,11 @@ mod tests {
         );
         assert_eq!(
             problem("x", &MINUTE),
-            "\"X\" is not a valid value; expected 0-59"
+            "\"x\" is not a valid value; expected 0-59"
         );
         assert!(problem("5-", &MINUTE).starts_with("\"5-\" is malformed"));
-        assert!(problem("*/x", &MINUTE).starts_with("\"*/X\" is malformed"));
+        assert!(problem("*/x", &MINUTE).starts_with("\"*/x\" is malformed"));
+        assert_eq!(problem("l-40", &DAY_OF_MONTH), "l-40 is out of range 0-30");
         assert!(problem("L", &HOUR).starts_with("\"L\" is not allowed here: L, W and #"));
         assert!(problem("15W", &MINUTE).starts_with("\"15W\" is not allowed here"));
         assert!(problem("1#2", &DAY_OF_MONTH).starts_with("\"1#2\" is not allowed here"));

