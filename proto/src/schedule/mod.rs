@@ -5,10 +5,13 @@
 //!
 //! - [`Schedule::next_after`] returns the first fire instant *strictly*
 //!   after its argument; instants are whole seconds; repeated calls walk the
-//!   instants in increasing order and never skip one. It does no allocation
-//!   and costs a few microseconds whatever the rule (bit sets per field, whole
-//!   months skipped, one step per offset segment of the zone); it gives up
-//!   (`None`) only past a horizon of 401 years, or beyond year 9999.
+//!   instants in increasing order and never skip one. It is cheap whatever
+//!   the rule: bit sets per field, whole months skipped, one step per offset
+//!   segment of the zone, no per-second or per-minute iteration (release
+//!   build: ~0.25 µs for `* * * * * *`, ~4 µs for `0 0 29 2 *` in
+//!   Europe/Berlin, which walks 8 offset segments per leap day); it gives up (`None`) only past a horizon of 401 years (one
+//!   Gregorian cycle, so rare rules such as `0 0 * 2 FRI#5` are still found),
+//!   or at jiff's last representable instant (9999-12-30).
 //! - Zones come from the tz database bundled in the binary
 //!   ([`tzdata_version`]), never from the host, so every node computes the
 //!   same instants. Zone names are matched case-insensitively and stored in

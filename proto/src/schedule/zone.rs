@@ -8,6 +8,11 @@
 //! a match inside a spring-forward gap fires at the transition instant, and
 //! the wall times repeated after a fall-back (already seen before it) are
 //! skipped.
+//!
+//! Only the transition opening a segment is consulted, so a wall time is
+//! recognised as repeated when the segment just before the fall-back held
+//! it. Real zones never put two transitions closer than the repeated
+//! stretch; should one ever do so, a wall time could fire once more.
 
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 use jiff::Timestamp;
