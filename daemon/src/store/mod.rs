@@ -5,6 +5,10 @@
 //! in the state dir implements both; MongoDB and etcd implement the same
 //! traits later. All methods are async and never block a runtime thread.
 
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,7 +67,10 @@ pub struct ClaimRequest {
 pub enum ClaimOutcome {
     /// The watermark moved from `previous` to the instant; `fence` is a
     /// strictly increasing number unique to this claim.
-    Won { fence: u64, previous: Option<Timestamp> },
+    Won {
+        fence: u64,
+        previous: Option<Timestamp>,
+    },
     /// The instant was already decided (watermark at or after it).
     Decided { watermark: Timestamp },
     /// The job's revision is no longer the one scheduled from, or it was deleted.
