@@ -113,25 +113,38 @@ fn assemble((id, body, head, tail): (String, String, String, String)) -> Result<
 /// `id` is a record id `<run_id>#<attempt>`; failing that, a run id whose
 /// latest attempt is returned.
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<RunRecord>> {
-    let exact = conn
-        .prepare_cached("SELECT id, body, output_head, output_tail FROM runs WHERE id = ?1")
-        .and_then(|mut s| s.query_row([id], full_record).optional())
-        .map_err(backend("get run record"))?;
-    if let Some(row) = exact {
-        return assemble(row).map(Some);
+    if let Some(rec) = get_exact(conn, id)? {
+        return Ok(Some(rec));
     }
-    // Record ids of a run share the prefix `<run_id>#`; '$' is the byte after '#'.
-    let latest = conn
-        .prepare_cached(
-            "SELECT id, body, output_head, output_tail FROM runs
-             WHERE id > ?1 AND id < ?2 ORDER BY attempt DESC LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![format!("{id}#"), format!("{id}$")], full_record)
-                .optional()
+    // Record ids of a run share the prefix `<run_id>#`; '$' is the byte after
+    // '#'. A run has few attempts (retries are bounded), so pick in Rust.
+    let mut stmt = conn
+        .prepare_cached("SELECT id, attempt FROM runs WHERE id > ?1 AND id < ?2")
+        .map_err(backend("get latest attempt"))?;
+    let attempts = stmt
+        .query_map(params![format!("{id}#"), format!("{id}$")], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, String>(0)?))
         })
         .map_err(backend("get latest attempt"))?;
-    latest.map(assemble).transpose()
+    let mut latest: Option<(i64, String)> = None;
+    for a in attempts {
+        let a = a.map_err(backend("get latest attempt"))?;
+        if latest.as_ref().is_none_or(|l| a.0 > l.0) {
+            latest = Some(a);
+        }
+    }
+    let Some((_, record_id)) = latest else {
+        return Ok(None);
+    };
+    get_exact(conn, &record_id)
+}
+
+fn get_exact(conn: &Connection, record_id: &str) -> Result<Option<RunRecord>> {
+    conn.prepare_cached("SELECT id, body, output_head, output_tail FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([record_id], full_record).optional())
+        .map_err(backend("get run record"))?
+        .map(assemble)
+        .transpose()
 }
 
 /// The SQL and parameters of a search; separate so the query plan can be tested.
