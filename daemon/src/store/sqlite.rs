@@ -18,6 +18,8 @@ mod schema;
 mod writer;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

@@ -61,11 +61,16 @@ const MIGRATIONS: &[&str] = &[
         output_head  TEXT NOT NULL,
         output_tail  TEXT NOT NULL
     );
-    -- Every search shape is (optional equality) + order by (scheduled_ms, id).
-    CREATE INDEX runs_by_time   ON runs (scheduled_ms, id);
-    CREATE INDEX runs_by_job    ON runs (job_id, scheduled_ms, id);
-    CREATE INDEX runs_by_node   ON runs (node_id, scheduled_ms, id);
-    CREATE INDEX runs_by_status ON runs (status, scheduled_ms, id);
+    -- Every search shape is equalities + order by (scheduled_ms, id); each
+    -- common combination has an index whose prefix is exactly its equalities,
+    -- so a page never scans records it does not return. (job + node uses
+    -- runs_by_job and filters: a job has few nodes.)
+    CREATE INDEX runs_by_time        ON runs (scheduled_ms, id);
+    CREATE INDEX runs_by_job         ON runs (job_id, scheduled_ms, id);
+    CREATE INDEX runs_by_node        ON runs (node_id, scheduled_ms, id);
+    CREATE INDEX runs_by_status      ON runs (status, scheduled_ms, id);
+    CREATE INDEX runs_by_job_status  ON runs (job_id, status, scheduled_ms, id);
+    CREATE INDEX runs_by_node_status ON runs (node_id, status, scheduled_ms, id);
 
     -- Newest record per job by (scheduled_ms, attempt, record_id); only moves forward.
     CREATE TABLE latest (

@@ -404,7 +404,7 @@ async fn fill(s: &SqliteStore) -> Vec<RunRecord> {
 }
 
 fn newest_first(mut v: Vec<RunRecord>) -> Vec<String> {
-    v.sort_by(|a, b| (b.scheduled_at, b.record_id()).cmp(&(a.scheduled_at, a.record_id())));
+    v.sort_by_key(|r| std::cmp::Reverse((r.scheduled_at, r.record_id())));
     v.iter().map(RunRecord::record_id).collect()
 }
 
@@ -427,7 +427,8 @@ async fn search_filters_and_pages() {
     let all = fill(&s).await;
     let since = all[30].scheduled_at;
     let until = all[90].scheduled_at;
-    let cases: Vec<(RunQuery, Box<dyn Fn(&RunRecord) -> bool>)> = vec![
+    type Keep = Box<dyn Fn(&RunRecord) -> bool>;
+    let cases: Vec<(RunQuery, Keep)> = vec![
         (RunQuery::default(), Box::new(|_| true)),
         (
             RunQuery {
@@ -801,6 +802,14 @@ fn query_shapes() -> Vec<(String, String)> {
             },
         ),
         (
+            "job+node",
+            RunQuery {
+                job: Some("a".into()),
+                node: Some("n".into()),
+                ..Default::default()
+            },
+        ),
+        (
             "range",
             RunQuery {
                 since: Some(Timestamp::UNIX_EPOCH),
@@ -889,6 +898,19 @@ async fn every_query_is_served_by_an_index() {
                 !bad,
                 "{name} (analyzed={analyzed}) is not served by an index: {plan:?}\n{sql}"
             );
+            // Combined filters use the index made for them, not a filtered scan.
+            for (shape, index) in [
+                ("search job+status", "runs_by_job_status"),
+                ("search node+status", "runs_by_node_status"),
+                ("running_on", "runs_by_node_status"),
+            ] {
+                if name.starts_with(shape) {
+                    assert!(
+                        plan.iter().any(|l| l.contains(index)),
+                        "{name} (analyzed={analyzed}) does not use {index}: {plan:?}"
+                    );
+                }
+            }
         }
     }
 }
