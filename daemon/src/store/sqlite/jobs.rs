@@ -48,9 +48,9 @@ pub(super) fn get_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
     body.map(|b| parse_job(id, &b)).transpose()
 }
 
-/// The stored revision and creation time of a job, if it exists.
+/// The stored revision and creation time (ns) of a job, if it exists.
 fn current(conn: &Connection, id: &str) -> Result<Option<(u64, i64)>> {
-    conn.prepare_cached("SELECT revision, created_ms FROM jobs WHERE id = ?1")
+    conn.prepare_cached("SELECT revision, created_ns FROM jobs WHERE id = ?1")
         .and_then(|mut s| {
             s.query_row([id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
                 .optional()
@@ -82,27 +82,26 @@ pub(super) fn put_job(
 ) -> Result<Job> {
     let cur = check_expect(conn, &job.id, expect)?;
     let revision = next_revision(conn)?;
-    let now_ms = now.as_millisecond();
-    let created_ms = cur.map_or(now_ms, |(_, c)| c);
+    let now_ns = to_ns(now)?;
+    let created_ns = cur.map_or(now_ns, |(_, c)| c);
     job.revision = revision;
-    job.created_at = Some(Timestamp::from_millisecond(created_ms).unwrap_or(now));
+    job.created_at = Some(from_ns(created_ns)?);
     job.updated_at = Some(now);
     let body = serde_json::to_string(&job)
         .map_err(|e| StoreError::Backend(format!("encode job {:?}: {e}", job.id)))?;
     let rev = revision as i64;
     if cur.is_some() {
         conn.prepare_cached(
-            "UPDATE jobs SET revision = ?2, updated_ms = ?3, body = ?4 WHERE id = ?1",
+            "UPDATE jobs SET revision = ?2, updated_ns = ?3, body = ?4 WHERE id = ?1",
         )
-        .and_then(|mut s| s.execute(params![job.id, rev, now_ms, body]))
+        .and_then(|mut s| s.execute(params![job.id, rev, now_ns, body]))
         .map_err(backend("update job"))?;
     } else {
-        let mark = to_ns(now)?;
         conn.prepare_cached(
-            "INSERT INTO jobs (id, revision, watermark_ns, created_ms, updated_ms, body)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            "INSERT INTO jobs (id, revision, watermark_ns, created_ns, updated_ns, body)
+             VALUES (?1, ?2, ?3, ?3, ?3, ?4)",
         )
-        .and_then(|mut s| s.execute(params![job.id, rev, mark, now_ms, body]))
+        .and_then(|mut s| s.execute(params![job.id, rev, now_ns, body]))
         .map_err(backend("insert job"))?;
     }
     Ok(job)

@@ -260,6 +260,9 @@ pub(super) fn running_on(conn: &Connection, node: &str) -> Result<Vec<RunRecord>
         .collect()
 }
 
+/// One row per job that ever had a record, from the `latest` table. Rows
+/// outlive retention and job deletion (the job list joins on live jobs), so a
+/// job keeps showing its last run after that record aged out.
 pub(super) fn latest_per_job(conn: &Connection) -> Result<Vec<(String, LastRun)>> {
     let mut stmt = conn
         .prepare_cached("SELECT job_id, body FROM latest ORDER BY job_id")

@@ -30,8 +30,8 @@ const MIGRATIONS: &[&str] = &[
         revision     INTEGER NOT NULL,
         -- Last decided instant (ns since the epoch); the job's claim watermark.
         watermark_ns INTEGER,
-        created_ms   INTEGER NOT NULL,
-        updated_ms   INTEGER NOT NULL,
+        created_ns   INTEGER NOT NULL,
+        updated_ns   INTEGER NOT NULL,
         body         TEXT NOT NULL
     );
 
@@ -110,7 +110,8 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;",
     )
     .map_err(|e| open_error(path, &e))?;
     migrate(&mut conn, path)?;

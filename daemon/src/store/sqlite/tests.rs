@@ -125,7 +125,8 @@ async fn get_by_run_id_returns_latest_attempt() {
 #[tokio::test]
 async fn put_job_revisions_and_conflicts() {
     let (_d, s) = open();
-    let t0 = ts("2026-03-25T03:00:00Z");
+    // Sub-millisecond parts survive: watermarks compare at full precision.
+    let t0 = ts("2026-03-25T03:00:00.123456789Z");
     let t1 = ts("2026-03-25T04:00:00Z");
     let a = s.put_job(job("a"), Expect::Absent, t0).await.unwrap();
     assert!(a.revision > 0);
