@@ -20,12 +20,10 @@ fn record(i: usize) -> RunRecord {
     let job = format!("job-{:03}", i % JOBS);
     let node = format!("node-{:02}", (i / JOBS) % NODES);
     let at = Timestamp::from_second(1_700_000_000 + (i / JOBS) as i64 * 60).unwrap();
-    let status = if i % 1000 == 7 {
-        RunStatus::Running
-    } else if i % 37 == 0 {
-        RunStatus::Failed
-    } else {
-        RunStatus::Success
+    let status = match (i % 1000, i % 37) {
+        (7, _) => RunStatus::Running,
+        (_, 0) => RunStatus::Failed,
+        _ => RunStatus::Success,
     };
     RunRecord {
         run_id: cronsun_proto::ids::scheduled_run_id(&job, at, None),
