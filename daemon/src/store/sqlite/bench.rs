@@ -70,6 +70,17 @@ async fn million_records() {
     let path = dir.path().join("bench.db");
     let store = SqliteStore::open(&path).unwrap();
 
+    // How much of the load is building and encoding records (not SQLite).
+    let t = Instant::now();
+    let bytes: usize = (0..100_000)
+        .map(|i| serde_json::to_string(&record(i)).unwrap().len())
+        .sum();
+    println!(
+        "build+encode 100000 records: {:.1?} ({} MiB JSON)",
+        t.elapsed(),
+        bytes >> 20
+    );
+
     let t = Instant::now();
     for start in (0..RECORDS).step_by(100_000) {
         let batch: Vec<_> = (start..start + 100_000).map(record).collect();
