@@ -67,10 +67,7 @@ pub struct ClaimRequest {
 pub enum ClaimOutcome {
     /// The watermark moved from `previous` to the instant; `fence` is a
     /// strictly increasing number unique to this claim.
-    Won {
-        fence: u64,
-        previous: Option<Timestamp>,
-    },
+    Won { fence: u64, previous: Option<Timestamp> },
     /// The instant was already decided (watermark at or after it).
     Decided { watermark: Timestamp },
     /// The job's revision is no longer the one scheduled from, or it was deleted.
