@@ -5,6 +5,10 @@
 //! in the state dir implements both; MongoDB and etcd implement the same
 //! traits later. All methods are async and never block a runtime thread.
 
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
