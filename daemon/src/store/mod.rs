@@ -5,7 +5,7 @@
 //! in the state dir implements both; MongoDB and etcd implement the same
 //! traits later. All methods are async and never block a runtime thread.
 
-mod sqlite;
+pub mod sqlite;
 
 pub use sqlite::SqliteStore;
 
@@ -119,78 +119,4 @@ pub trait RunStore: Send + Sync + 'static {
     async fn latest_per_job(&self) -> Result<Vec<(String, LastRun)>>;
     /// Deletes by age and count per job in bounded batches; returns how many.
     async fn retain(&self, policy: Retention, now: Timestamp) -> Result<u64>;
-}
-pub mod sqlite {
-    pub struct SqliteStore;
-    impl SqliteStore {
-        pub fn open(_p: &std::path::Path) -> super::Result<SqliteStore> {
-            Err(super::StoreError::Backend("stub".into()))
-        }
-    }
-    #[async_trait::async_trait]
-    impl super::CoordStore for SqliteStore {
-        async fn list_jobs(&self) -> super::Result<Vec<super::Job>> {
-            todo!()
-        }
-        async fn get_job(&self, _id: &str) -> super::Result<Option<super::Job>> {
-            todo!()
-        }
-        async fn put_job(
-            &self,
-            _job: super::Job,
-            _e: super::Expect,
-            _n: super::Timestamp,
-        ) -> super::Result<super::Job> {
-            todo!()
-        }
-        async fn put_jobs(
-            &self,
-            _j: Vec<(super::Job, super::Expect)>,
-            _n: super::Timestamp,
-        ) -> super::Result<Vec<super::Job>> {
-            todo!()
-        }
-        async fn delete_job(&self, _id: &str, _e: super::Expect) -> super::Result<()> {
-            todo!()
-        }
-        fn subscribe(&self) -> super::broadcast::Receiver<super::JobEvent> {
-            todo!()
-        }
-        async fn watermark(&self, _j: &str) -> super::Result<Option<super::Timestamp>> {
-            todo!()
-        }
-        async fn set_watermark(&self, _j: &str, _t: super::Timestamp) -> super::Result<()> {
-            todo!()
-        }
-        async fn claim(&self, _r: super::ClaimRequest) -> super::Result<super::ClaimOutcome> {
-            todo!()
-        }
-        async fn global_pause(&self) -> super::Result<super::GlobalPause> {
-            todo!()
-        }
-        async fn set_global_pause(&self, _p: super::GlobalPause) -> super::Result<()> {
-            todo!()
-        }
-    }
-    #[async_trait::async_trait]
-    impl super::RunStore for SqliteStore {
-        async fn write(&self, _r: super::RunRecord) -> super::Result<bool> {
-            todo!()
-        }
-        async fn get(&self, _id: &str) -> super::Result<Option<super::RunRecord>> {
-            todo!()
-        }
-        async fn search(&self, _q: &super::RunQuery) -> super::Result<super::RunPage> {
-            todo!()
-        }
-        async fn running_on(&self, _n: &str) -> super::Result<Vec<super::RunRecord>> {
-            todo!()
-        }
-        async fn latest_per_job(&self) -> super::Result<Vec<(String, super::LastRun)>> {
-            todo!()
-        }
-        async fn retain(&self, _p: super::Retention, _n: super::Timestamp) -> super::Result<u64> {
-            todo!()
-        }
-    }
 }
