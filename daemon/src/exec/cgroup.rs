@@ -10,6 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -190,9 +191,9 @@ impl RunCgroup {
         &self.path
     }
 
-    /// Moves `pid` into the group.
-    pub(crate) fn add(&self, pid: i32) -> io::Result<()> {
-        (&self.procs).write_all(pid.to_string().as_bytes())
+    /// The open `cgroup.procs`: a process writing `0` to it joins the group.
+    pub(crate) fn procs(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
     }
 
     fn apply_limits(&self, limits: &Limits) {

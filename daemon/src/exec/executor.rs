@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -27,6 +27,7 @@ use super::cgroup::{warn_once, CgroupRoot, RunCgroup};
 use super::output::OutputCapture;
 use super::policy::DaemonUser;
 use super::reaper::{self, RunHandle, Supervised};
+use super::spawn::StartError;
 use super::{
     escape_key, output_path, procfs, spawn, sys, ExecEvent, ExecPolicy, KillReason,
     ProcessIdentity, RunSpec, SpawnError, Started, Usage,
@@ -173,27 +174,27 @@ impl Executor {
                 .map_err(|e| tracing::warn!(key = %spec.key, error = %e, "run goes without its own cgroup"))
                 .ok()
         });
-        let use_place = cgroup.is_some();
-        let mut place = |pid: i32| {
-            if let Some(Err(e)) = cgroup.as_ref().map(|cg| cg.add(pid)) {
-                tracing::warn!(key = %spec.key, error = %e, "cannot move the run into its cgroup; it goes without");
+        let devnull = inner.devnull.as_fd();
+        let child = match spawn::fork_exec(&prepared, devnull, cgroup.as_ref().map(|c| c.procs())) {
+            Err(StartError::Cgroup(why)) => {
+                tracing::warn!(key = %spec.key, error = %why, "run goes without its own cgroup");
                 if let Some(cg) = cgroup.take() {
                     cg.remove();
                 }
+                spawn::fork_exec(&prepared, devnull, None)
             }
+            other => other,
         };
-        let child = spawn::fork_exec(
-            &prepared,
-            std::os::fd::AsFd::as_fd(&inner.devnull),
-            use_place.then_some(&mut place as &mut dyn FnMut(i32)),
-        );
         let child = match child {
             Ok(c) => c,
             Err(e) => {
                 if let Some(cg) = &cgroup {
                     cg.remove();
                 }
-                return Err(e);
+                return Err(match e {
+                    StartError::Other(e) => e,
+                    StartError::Cgroup(why) => SpawnError::Failed(why),
+                });
             }
         };
         let started = Instant::now();

@@ -1,20 +1,30 @@
-//! fork + exec of one prepared run.
+//! Starting one prepared run: `clone(CLONE_VM | CLONE_VFORK)` + `execve`.
 //!
-//! Guarantees: between `fork` and `execve` the child only makes
-//! async-signal-safe calls on data built before the fork (no allocation, no
-//! locks): wait for the parent's go-ahead (cgroup placement), reset signal
-//! mask and dispositions, `setsid`, stdin `/dev/null`, stdout+stderr on the
-//! one output pipe, every other fd close-on-exec, `setgroups`/`setgid`/
-//! `setuid` (root daemon only), `chdir`, `execve`. A failure on the way is
-//! reported through a close-on-exec status pipe, so [`fork_exec`] returns
-//! only once the program runs, or with the cause it could not.
+//! Why vfork-style: the daemon's page tables are not copied, so the cost
+//! of a spawn does not grow with the daemon's size (this is what
+//! `posix_spawn` does; it cannot be used because it cannot set groups and
+//! ids). The child shares the parent's memory until `execve`, so it runs on
+//! its own stack, with every signal blocked until it has reset all
+//! dispositions, and makes only raw, async-signal-safe system calls on data
+//! built before the clone (no allocation, no locks, and `setgroups`/
+//! `setgid`/`setuid` as raw syscalls, because glibc's wrappers would apply
+//! them to the parent's threads too).
+//!
+//! Guarantees: the child joins its run cgroup (writing `0` to the
+//! pre-opened `cgroup.procs`) before anything else, so it cannot fork
+//! outside it; then `setsid`, stdin `/dev/null`, stdout+stderr on the one
+//! output pipe, every other fd close-on-exec, ids (root daemon only),
+//! `chdir`, `execve`. A failure on the way is reported through a
+//! close-on-exec status pipe, so [`fork_exec`] returns only once the program
+//! runs, or with the step that failed and why.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::pipe2;
 
 use super::policy::{display_c, Prepared};
@@ -30,6 +40,7 @@ pub(crate) struct Child {
 #[derive(Clone, Copy)]
 #[repr(u32)]
 enum Stage {
+    Cgroup = 0,
     Setsid = 1,
     Dup = 2,
     Setgroups = 3,
@@ -41,7 +52,7 @@ enum Stage {
 
 impl Stage {
     fn from_raw(v: u32) -> Option<Stage> {
-        [Stage::Setsid, Stage::Dup, Stage::Setgroups, Stage::Setgid, Stage::Setuid, Stage::Chdir, Stage::Exec]
+        [Stage::Cgroup, Stage::Setsid, Stage::Dup, Stage::Setgroups, Stage::Setgid, Stage::Setuid, Stage::Chdir, Stage::Exec]
             .into_iter()
             .find(|s| *s as u32 == v)
     }
@@ -67,52 +78,68 @@ fn null_terminated(v: &[CString]) -> Vec<*const libc::c_char> {
     v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
-/// Forks and execs `p`. `place` runs in the parent after the fork and before
-/// the child may go on (used to move the child into its cgroup); its failure
-/// is the caller's to handle, the child proceeds regardless.
+/// Why a start failed: joining the cgroup (the caller may retry without
+/// one) or anything else.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    Cgroup(String),
+    Other(SpawnError),
+}
+
+/// Size of the child's stack between clone and exec.
+const CHILD_STACK: usize = 128 << 10;
+
+/// Starts `p`; with `cgroup_procs` (an open `cgroup.procs` of the run's
+/// group) the child moves itself there first.
 pub(crate) fn fork_exec(
     p: &Prepared,
     devnull: BorrowedFd<'_>,
-    place: Option<&mut dyn FnMut(i32)>,
-) -> Result<Child, SpawnError> {
-    let io_err = |what: &str, e: io::Error| SpawnError::Failed(format!("{what}: {e}"));
+    cgroup_procs: Option<BorrowedFd<'_>>,
+) -> Result<Child, StartError> {
+    let io_err = |what: &str, e: io::Error| StartError::Other(SpawnError::Failed(format!("{what}: {e}")));
     let (out_r, out_w) = pipe().map_err(|e| io_err("creating the output pipe", e))?;
     let (st_r, st_w) = pipe().map_err(|e| io_err("creating the status pipe", e))?;
-    let go = match place {
-        Some(_) => Some(pipe().map_err(|e| io_err("creating the sync pipe", e))?),
-        None => None,
-    };
     let argv = null_terminated(&p.argv);
     let envp = null_terminated(&p.envp);
-    let child_fds = ChildFds {
+    let ctx = ChildCtx {
+        p,
+        argv: &argv,
+        envp: &envp,
         devnull: devnull.as_raw_fd(),
         out: out_w.as_raw_fd(),
         status: st_w.as_raw_fd(),
-        go: go.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
+        cgroup_procs: cgroup_procs.map_or(-1, |f| f.as_raw_fd()),
     };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down from a 16-byte aligned top.
+    let top = ((stack.as_mut_ptr() as usize + CHILD_STACK) & !15) as *mut libc::c_void;
 
-    // SAFETY: fork has no memory-safety preconditions; the child branch below
-    // only makes async-signal-safe calls on memory prepared before the fork
-    // and never returns (execve or _exit).
-    let pid = unsafe { libc::fork() };
+    // No handler of the daemon may run in the child while it shares our
+    // memory: block everything until the child has reset dispositions.
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))
+        .map_err(|e| io_err("blocking signals", e.into()))?;
+    // SAFETY: child_entry gets a pointer to ctx, which lives on this stack
+    // frame; CLONE_VFORK suspends this thread until the child has exec'd or
+    // exited, so ctx, p, argv, envp and the child stack outlive every use.
+    // The child runs on its own stack and writes no shared memory except the
+    // errno slot of this (suspended) thread.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&ctx as *const ChildCtx<'_>).cast_mut().cast(),
+        )
+    };
+    let clone_err = io::Error::last_os_error();
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    drop(stack);
     if pid < 0 {
-        return Err(io_err("fork", io::Error::last_os_error()));
+        return Err(io_err("clone", clone_err));
     }
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; see child_main's contract.
-        unsafe { child_main(p, &argv, &envp, &child_fds) }
-    }
-
     drop(out_w);
     drop(st_w);
-    if let (Some(place), Some((go_r, go_w))) = (place, go) {
-        drop(go_r);
-        place(pid);
-        // The child waits for this byte (or EOF); a failed write means it
-        // died, which the status pipe and wait4 then report.
-        let mut go_w = std::fs::File::from(go_w);
-        let _ = go_w.write_all(&[1]);
-    }
     let mut status = [0u8; 8];
     let n = read_full(st_r, &mut status);
     if n < status.len() {
@@ -120,9 +147,13 @@ pub(crate) fn fork_exec(
     }
     // The child failed before or at exec and has _exit'ed: reap it.
     let _ = sys::wait4(pid, false);
-    let stage = u32::from_le_bytes([status[0], status[1], status[2], status[3]]);
+    let stage = Stage::from_raw(u32::from_le_bytes([status[0], status[1], status[2], status[3]]));
     let errno = i32::from_le_bytes([status[4], status[5], status[6], status[7]]);
-    Err(SpawnError::Failed(describe(p, Stage::from_raw(stage), errno)))
+    let msg = describe(p, stage, errno);
+    Err(match stage {
+        Some(Stage::Cgroup) => StartError::Cgroup(msg),
+        _ => StartError::Other(SpawnError::Failed(msg)),
+    })
 }
 
 fn read_full(fd: OwnedFd, buf: &mut [u8]) -> usize {
@@ -159,87 +190,96 @@ fn describe(p: &Prepared, stage: Option<Stage>, errno: i32) -> String {
             }
         ),
         Some(Stage::Setsid) => format!("setsid failed: {why}"),
+        Some(Stage::Cgroup) => format!("joining the run's cgroup failed: {why}"),
         Some(Stage::Dup) => format!("setting up stdin/stdout/stderr failed: {why}"),
         None => format!("child failed at an unknown step: {why}"),
     }
 }
 
-struct ChildFds {
+/// What the child reads; all of it built before the clone.
+struct ChildCtx<'a> {
+    p: &'a Prepared,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
     devnull: libc::c_int,
     out: libc::c_int,
     status: libc::c_int,
-    go: libc::c_int,
+    cgroup_procs: libc::c_int,
 }
 
 /// Reports `stage` and errno on the status pipe and exits.
 ///
 /// # Safety
-/// Only to be called in the forked child.
-unsafe fn fail(fds: &ChildFds, stage: Stage) -> ! {
-    // SAFETY: __errno_location returns this thread's errno slot.
+/// Only to be called in the cloned child.
+unsafe fn fail(ctx: &ChildCtx<'_>, stage: Stage) -> ! {
+    // SAFETY: __errno_location returns the errno slot the failed call set.
     let errno = unsafe { *libc::__errno_location() };
     let mut buf = [0u8; 8];
     buf[..4].copy_from_slice(&(stage as u32).to_le_bytes());
     buf[4..].copy_from_slice(&errno.to_le_bytes());
     // SAFETY: write and _exit are async-signal-safe; buf outlives the call.
     unsafe {
-        libc::write(fds.status, buf.as_ptr().cast(), buf.len());
+        libc::write(ctx.status, buf.as_ptr().cast(), buf.len());
         libc::_exit(127)
     }
 }
 
-/// The child between fork and exec.
+/// Entry point of the cloned child.
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the &ChildCtx passed to clone by fork_exec, alive while
+    // that thread is suspended by CLONE_VFORK.
+    let ctx = unsafe { &*arg.cast::<ChildCtx<'_>>() };
+    // SAFETY: we are the freshly cloned child; see child_main's contract.
+    unsafe { child_main(ctx) }
+}
+
+/// The child between clone and exec.
 ///
 /// # Safety
-/// Must run only in a freshly forked child; `argv`/`envp` are
-/// null-terminated arrays pointing into `p`, all built before the fork.
-unsafe fn child_main(
-    p: &Prepared,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    fds: &ChildFds,
-) -> ! {
-    // SAFETY: every call below is async-signal-safe and uses only memory
-    // allocated before the fork (p, argv, envp, fds) or on this stack.
+/// Must run only in a child cloned by [`fork_exec`], with all signals
+/// blocked; `ctx.argv`/`ctx.envp` are null-terminated arrays into `ctx.p`.
+unsafe fn child_main(ctx: &ChildCtx<'_>) -> ! {
+    let p = ctx.p;
+    // SAFETY: every call below is an async-signal-safe system call on memory
+    // built before the clone (ctx and what it points to) or on this stack.
     unsafe {
-        if fds.go >= 0 {
-            let mut b = 0u8;
-            while libc::read(fds.go, (&mut b as *mut u8).cast(), 1) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
+        if ctx.cgroup_procs >= 0 && libc::write(ctx.cgroup_procs, c"0".as_ptr().cast(), 1) < 0 {
+            fail(ctx, Stage::Cgroup);
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         if libc::setsid() < 0 {
-            fail(fds, Stage::Setsid);
+            fail(ctx, Stage::Setsid);
         }
-        if libc::dup2(fds.devnull, 0) < 0 || libc::dup2(fds.out, 1) < 0 || libc::dup2(fds.out, 2) < 0 {
-            fail(fds, Stage::Dup);
+        if libc::dup2(ctx.devnull, 0) < 0 || libc::dup2(ctx.out, 1) < 0 || libc::dup2(ctx.out, 2) < 0 {
+            fail(ctx, Stage::Dup);
         }
         // Every inherited fd above stderr closes at exec (the status pipe
         // too, which is how the parent learns exec succeeded).
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
         if p.change_ids {
-            if libc::setgroups(p.groups.len(), p.groups.as_ptr()) < 0 {
-                fail(fds, Stage::Setgroups);
+            // Raw syscalls: glibc's wrappers would also signal the parent's
+            // threads (its setxid broadcast), whose memory we share.
+            if libc::syscall(libc::SYS_setgroups, p.groups.len(), p.groups.as_ptr()) < 0 {
+                fail(ctx, Stage::Setgroups);
             }
-            if libc::setgid(p.gid) < 0 {
-                fail(fds, Stage::Setgid);
+            if libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) < 0 {
+                fail(ctx, Stage::Setgid);
             }
-            if libc::setuid(p.uid) < 0 {
-                fail(fds, Stage::Setuid);
+            if libc::syscall(libc::SYS_setresuid, p.uid, p.uid, p.uid) < 0 {
+                fail(ctx, Stage::Setuid);
             }
         }
         match &p.workdir {
             Some(w) => {
                 if libc::chdir(w.as_ptr()) < 0 {
-                    fail(fds, Stage::Chdir);
+                    fail(ctx, Stage::Chdir);
                 }
             }
             None => {
@@ -248,7 +288,7 @@ unsafe fn child_main(
                 }
             }
         }
-        libc::execve(p.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        fail(fds, Stage::Exec)
+        libc::execve(p.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
+        fail(ctx, Stage::Exec)
     }
 }

@@ -425,3 +425,38 @@ fn spawn_latency() {
         );
     }
 }
+
+#[test]
+#[ignore]
+fn spawn_breakdown() {
+    let daemon = policy::DaemonUser::current().expect("me");
+    let s = spec("bd", &["/bin/true"]);
+    let mut t = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let _p = policy::prepare(&policy(), &daemon, &s).expect("prepare");
+        t.push(t0.elapsed());
+    }
+    t.sort();
+    eprintln!("prepare p50 {:?}", t[100]);
+    let p = policy::prepare(&policy(), &daemon, &s).expect("prepare");
+    let devnull = std::fs::File::open("/dev/null").expect("devnull");
+    let mut t = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let c = spawn::fork_exec(&p, std::os::fd::AsFd::as_fd(&devnull), None).map_err(|e| format!("{e:?}")).expect("fork");
+        t.push(t0.elapsed());
+        sys::wait4(c.pid, false).expect("wait");
+    }
+    t.sort();
+    eprintln!("fork_exec p50 {:?}", t[100]);
+    let mut t = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let mut c = std::process::Command::new("/bin/true").spawn().expect("spawn");
+        t.push(t0.elapsed());
+        c.wait().expect("wait");
+    }
+    t.sort();
+    eprintln!("std Command p50 {:?}", t[100]);
+}
