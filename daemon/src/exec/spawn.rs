@@ -14,13 +14,16 @@
 //! pre-opened `cgroup.procs`) before anything else, so it cannot fork
 //! outside it; then `setsid`, stdin `/dev/null`, stdout+stderr on the one
 //! output pipe, every other fd close-on-exec, ids (root daemon only),
-//! `chdir`, `execve`. A failure on the way is reported through a
-//! close-on-exec status pipe, so [`fork_exec`] returns only once the program
-//! runs, or with the step that failed and why.
+//! `chdir`, `execve`. A failure on the way is written (step and errno) into
+//! memory shared with the parent before the child exits, so [`fork_exec`]
+//! returns only once the program runs, or with the step that failed and why.
+//! (No status pipe: its close-on-exec would only be seen when the new
+//! program is fully loaded, which doubled the spawn latency.)
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::io::{self, Read};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -98,7 +101,6 @@ pub(crate) fn fork_exec(
 ) -> Result<Child, StartError> {
     let io_err = |what: &str, e: io::Error| StartError::Other(SpawnError::Failed(format!("{what}: {e}")));
     let (out_r, out_w) = pipe().map_err(|e| io_err("creating the output pipe", e))?;
-    let (st_r, st_w) = pipe().map_err(|e| io_err("creating the status pipe", e))?;
     let argv = null_terminated(&p.argv);
     let envp = null_terminated(&p.envp);
     let ctx = ChildCtx {
@@ -107,7 +109,7 @@ pub(crate) fn fork_exec(
         envp: &envp,
         devnull: devnull.as_raw_fd(),
         out: out_w.as_raw_fd(),
-        status: st_w.as_raw_fd(),
+        result: AtomicU64::new(NO_FAILURE),
         cgroup_procs: cgroup_procs.map_or(-1, |f| f.as_raw_fd()),
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -139,35 +141,20 @@ pub(crate) fn fork_exec(
         return Err(io_err("clone", clone_err));
     }
     drop(out_w);
-    drop(st_w);
-    let mut status = [0u8; 8];
-    let n = read_full(st_r, &mut status);
-    if n < status.len() {
+    // CLONE_VFORK: the child has exec'd or exited by now.
+    let result = ctx.result.load(Ordering::SeqCst);
+    if result == NO_FAILURE {
         return Ok(Child { pid, output: out_r });
     }
     // The child failed before or at exec and has _exit'ed: reap it.
     let _ = sys::wait4(pid, false);
-    let stage = Stage::from_raw(u32::from_le_bytes([status[0], status[1], status[2], status[3]]));
-    let errno = i32::from_le_bytes([status[4], status[5], status[6], status[7]]);
+    let stage = Stage::from_raw((result >> 32) as u32);
+    let errno = result as u32 as i32;
     let msg = describe(p, stage, errno);
     Err(match stage {
         Some(Stage::Cgroup) => StartError::Cgroup(msg),
         _ => StartError::Other(SpawnError::Failed(msg)),
     })
-}
-
-fn read_full(fd: OwnedFd, buf: &mut [u8]) -> usize {
-    let mut f = std::fs::File::from(fd);
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    n
 }
 
 fn describe(p: &Prepared, stage: Option<Stage>, errno: i32) -> String {
@@ -203,25 +190,24 @@ struct ChildCtx<'a> {
     envp: &'a [*const libc::c_char],
     devnull: libc::c_int,
     out: libc::c_int,
-    status: libc::c_int,
     cgroup_procs: libc::c_int,
+    /// `NO_FAILURE`, or the failed step (high half) and errno (low half).
+    result: AtomicU64,
 }
 
-/// Reports `stage` and errno on the status pipe and exits.
+const NO_FAILURE: u64 = u64::MAX;
+
+/// Records `stage` and errno for the parent and exits.
 ///
 /// # Safety
 /// Only to be called in the cloned child.
 unsafe fn fail(ctx: &ChildCtx<'_>, stage: Stage) -> ! {
     // SAFETY: __errno_location returns the errno slot the failed call set.
     let errno = unsafe { *libc::__errno_location() };
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&(stage as u32).to_le_bytes());
-    buf[4..].copy_from_slice(&errno.to_le_bytes());
-    // SAFETY: write and _exit are async-signal-safe; buf outlives the call.
-    unsafe {
-        libc::write(ctx.status, buf.as_ptr().cast(), buf.len());
-        libc::_exit(127)
-    }
+    ctx.result
+        .store((u64::from(stage as u32) << 32) | u64::from(errno as u32), Ordering::SeqCst);
+    // SAFETY: _exit is async-signal-safe and ends only this child.
+    unsafe { libc::_exit(127) }
 }
 
 /// Entry point of the cloned child.
@@ -260,8 +246,7 @@ unsafe fn child_main(ctx: &ChildCtx<'_>) -> ! {
         if libc::dup2(ctx.devnull, 0) < 0 || libc::dup2(ctx.out, 1) < 0 || libc::dup2(ctx.out, 2) < 0 {
             fail(ctx, Stage::Dup);
         }
-        // Every inherited fd above stderr closes at exec (the status pipe
-        // too, which is how the parent learns exec succeeded).
+        // Every inherited fd above stderr closes at exec.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
         if p.change_ids {
             // Raw syscalls: glibc's wrappers would also signal the parent's
