@@ -48,7 +48,9 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let oct = b.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok());
+        let oct = b
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok());
         if b[i] == b'\\' {
             if let Some(v) = oct.and_then(|d| u8::from_str_radix(d, 8).ok()) {
                 out.push(v);
@@ -77,8 +79,12 @@ pub(crate) fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
 
 fn write_file(path: &Path, value: &str) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).open(path)?;
-    f.write_all(value.as_bytes())
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+    f.write_all(value.as_bytes()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}: {e}", path.display()),
+        )
+    })
 }
 
 impl CgroupRoot {
@@ -104,7 +110,8 @@ impl CgroupRoot {
             ));
         }
         let available = fs::read_to_string(path.join("cgroup.controllers")).unwrap_or_default();
-        let mut enabled = fs::read_to_string(path.join("cgroup.subtree_control")).unwrap_or_default();
+        let mut enabled =
+            fs::read_to_string(path.join("cgroup.subtree_control")).unwrap_or_default();
         for c in available.split_ascii_whitespace() {
             if matches!(c, "memory" | "pids" | "cpu" | "io")
                 && !enabled.split_ascii_whitespace().any(|e| e == c)
@@ -137,7 +144,9 @@ impl CgroupRoot {
             }
             fs::create_dir(&path)?;
         }
-        let procs = OpenOptions::new().write(true).open(path.join("cgroup.procs"));
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.procs"));
         let procs = match procs {
             Ok(f) => f,
             Err(e) => {
@@ -211,14 +220,32 @@ impl RunCgroup {
             }
         };
         if let Some(m) = limits.memory {
-            set(self.root.memory, &WARN_MEMORY, "memory", "memory.max", m.0.to_string());
+            set(
+                self.root.memory,
+                &WARN_MEMORY,
+                "memory",
+                "memory.max",
+                m.0.to_string(),
+            );
         }
         if let Some(t) = limits.tasks {
-            set(self.root.pids, &WARN_PIDS, "pids", "pids.max", t.to_string());
+            set(
+                self.root.pids,
+                &WARN_PIDS,
+                "pids",
+                "pids.max",
+                t.to_string(),
+            );
         }
         if let Some(c) = limits.cpu {
             let quota = ((c * 100_000.0) as u64).max(1000);
-            set(self.root.cpu, &WARN_CPU, "cpu", "cpu.max", format!("{quota} 100000"));
+            set(
+                self.root.cpu,
+                &WARN_CPU,
+                "cpu",
+                "cpu.max",
+                format!("{quota} 100000"),
+            );
         }
     }
 
@@ -274,7 +301,9 @@ impl RunCgroup {
             t.split_ascii_whitespace()
                 .filter_map(|kv| {
                     let (k, v) = kv.split_once('=')?;
-                    matches!(k, "rbytes" | "wbytes").then(|| v.parse::<u64>().ok()).flatten()
+                    matches!(k, "rbytes" | "wbytes")
+                        .then(|| v.parse::<u64>().ok())
+                        .flatten()
                 })
                 .sum()
         });
@@ -305,7 +334,10 @@ mod tests {
         let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
                     35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
                     41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            cgroup2_mount(info),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let bind = "50 1 0:38 /sub /mnt/x rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(bind), None);
         let spaced = "41 31 0:38 / /a\\040b rw - cgroup2 cgroup2 rw\n";

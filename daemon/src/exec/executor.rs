@@ -119,8 +119,10 @@ impl Executor {
         let cgroups = match cgroups {
             Ok(root) => Some(root),
             Err(why) => {
-                let subreaper = nix::sys::prctl::set_child_subreaper(true)
-                    .map_or_else(|e| format!("; becoming child subreaper failed too: {e}"), |()| String::new());
+                let subreaper = nix::sys::prctl::set_child_subreaper(true).map_or_else(
+                    |e| format!("; becoming child subreaper failed too: {e}"),
+                    |()| String::new(),
+                );
                 warn_once(
                     &WARN_NO_CGROUP,
                     &format!(
@@ -146,7 +148,10 @@ impl Executor {
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunHandle>>> {
-        self.inner.runs.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn run_file(&self, key: &str) -> PathBuf {
@@ -166,7 +171,10 @@ impl Executor {
     pub fn spawn(&self, spec: RunSpec) -> Result<Started, SpawnError> {
         let inner = &*self.inner;
         if self.runs().contains_key(&spec.key) {
-            return Err(SpawnError::Failed(format!("run {:?} is already running", spec.key)));
+            return Err(SpawnError::Failed(format!(
+                "run {:?} is already running",
+                spec.key
+            )));
         }
         let prepared = super::policy::prepare(&inner.policy, &inner.daemon, &spec)?;
         let mut cgroup: Option<RunCgroup> = inner.cgroups.as_ref().and_then(|root| {
@@ -203,7 +211,12 @@ impl Executor {
         let abort = |cgroup: Option<&RunCgroup>, why: String| abort_child(pid, cgroup, why);
         let identity = match procfs::identity(child.pid, &inner.boot_id) {
             Ok(id) => id,
-            Err(e) => return Err(abort(cgroup.as_deref(), format!("reading the new process's identity: {e}"))),
+            Err(e) => {
+                return Err(abort(
+                    cgroup.as_deref(),
+                    format!("reading the new process's identity: {e}"),
+                ))
+            }
         };
         let file = RunFile {
             key: spec.key.clone(),
@@ -212,20 +225,29 @@ impl Executor {
         };
         let run_file = self.run_file(&spec.key);
         if let Err(e) = write_run_file(&run_file, &file) {
-            return Err(abort(cgroup.as_deref(), format!("recording the run in {}: {e}", run_file.display())));
+            return Err(abort(
+                cgroup.as_deref(),
+                format!("recording the run in {}: {e}", run_file.display()),
+            ));
         }
         let pidfd = match sys::pidfd_open(child.pid) {
             Ok(fd) => fd,
             Err(e) => {
                 let _ = fs::remove_file(&run_file);
-                return Err(abort(cgroup.as_deref(), format!("pidfd_open (needs Linux 5.3 or later): {e}")));
+                return Err(abort(
+                    cgroup.as_deref(),
+                    format!("pidfd_open (needs Linux 5.3 or later): {e}"),
+                ));
             }
         };
         let (wake_r, wake_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
             Ok(p) => p,
             Err(e) => {
                 let _ = fs::remove_file(&run_file);
-                return Err(abort(cgroup.as_deref(), format!("creating the control pipe: {e}")));
+                return Err(abort(
+                    cgroup.as_deref(),
+                    format!("creating the control pipe: {e}"),
+                ));
             }
         };
         let handle = Arc::new(RunHandle::new(child.pid, cgroup, wake_w));
@@ -234,7 +256,10 @@ impl Executor {
             pidfd,
             output: child.output,
             wake: wake_r,
-            capture: OutputCapture::new(spec.output_limit, &output_path(&inner.state_dir, &spec.key)),
+            capture: OutputCapture::new(
+                spec.output_limit,
+                &output_path(&inner.state_dir, &spec.key),
+            ),
             timeout: spec.timeout,
             kill_grace: spec.kill_grace,
             started,
@@ -243,14 +268,20 @@ impl Executor {
         let this = self.clone();
         let key = spec.key.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("run {}", spec.key.chars().take(10).collect::<String>()))
+            .name(format!(
+                "run {}",
+                spec.key.chars().take(10).collect::<String>()
+            ))
             .spawn(move || this.finish(key, run_file, supervised));
         if let Err(e) = thread {
             // The closure (and with it the run's fds) is gone; stop the run.
             let handle = self.runs().remove(&spec.key);
             let _ = fs::remove_file(self.run_file(&spec.key));
             let cgroup = handle.and_then(|h| h.cgroup.clone());
-            return Err(abort(cgroup.as_deref(), format!("starting the run's thread: {e}")));
+            return Err(abort(
+                cgroup.as_deref(),
+                format!("starting the run's thread: {e}"),
+            ));
         }
         Ok(Started {
             key: spec.key,

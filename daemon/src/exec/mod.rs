@@ -171,5 +171,7 @@ pub(crate) fn escape_key(key: &str) -> String {
 
 /// Path of the live output file of run `key`.
 pub fn output_path(state_dir: &Path, key: &str) -> PathBuf {
-    state_dir.join("output").join(format!("{}.log", key.replace(['/', '#'], "_")))
+    state_dir
+        .join("output")
+        .join(format!("{}.log", key.replace(['/', '#'], "_")))
 }

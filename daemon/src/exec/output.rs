@@ -17,7 +17,8 @@ use std::path::Path;
 /// Largest output file kept on disk for one run.
 pub(crate) const FILE_CAP: u64 = 64 << 20;
 
-const FILE_CAP_MARKER: &[u8] = b"\n[cronsun: output file capped at 64 MiB; later output only counted]\n";
+const FILE_CAP_MARKER: &[u8] =
+    b"\n[cronsun: output file capped at 64 MiB; later output only counted]\n";
 
 pub(crate) struct OutputCapture {
     head: Vec<u8>,

@@ -79,7 +79,9 @@ fn cstring(what: &str, s: impl Into<Vec<u8>>) -> Result<CString, SpawnError> {
 fn lookup_user(name: &str) -> Result<User, SpawnError> {
     match User::from_name(name) {
         Ok(Some(u)) => Ok(u),
-        Ok(None) => Err(refused(format!("user {name:?} does not exist on this host"))),
+        Ok(None) => Err(refused(format!(
+            "user {name:?} does not exist on this host"
+        ))),
         Err(e) => Err(failed(format!("looking up user {name:?}: {e}"))),
     }
 }
@@ -128,7 +130,9 @@ fn resolve_identity(
         Some(g) => {
             let gid = lookup_group(g)?;
             if gid != user.gid && !supplementary(&user, user.gid)?.contains(&gid) {
-                return Err(refused(format!("user {name:?} is not a member of group {g:?}")));
+                return Err(refused(format!(
+                    "user {name:?} is not a member of group {g:?}"
+                )));
             }
             if gid.as_raw() == 0 && !root_listed {
                 return Err(refused(format!(
@@ -144,7 +148,9 @@ fn resolve_identity(
 fn lookup_group(name: &str) -> Result<Gid, SpawnError> {
     match Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid),
-        Ok(None) => Err(refused(format!("group {name:?} does not exist on this host"))),
+        Ok(None) => Err(refused(format!(
+            "group {name:?} does not exist on this host"
+        ))),
         Err(e) => Err(failed(format!("looking up group {name:?}: {e}"))),
     }
 }
@@ -176,10 +182,14 @@ pub(crate) fn check_trusted_path(path: &Path) -> Result<(), String> {
             if anc.as_os_str().is_empty() {
                 continue;
             }
-            let m = std::fs::symlink_metadata(anc)
-                .map_err(|e| format!("{}: {e}", anc.display()))?;
+            let m =
+                std::fs::symlink_metadata(anc).map_err(|e| format!("{}: {e}", anc.display()))?;
             if m.uid() != 0 {
-                return Err(format!("{} is owned by uid {}, not root", anc.display(), m.uid()));
+                return Err(format!(
+                    "{} is owned by uid {}, not root",
+                    anc.display(),
+                    m.uid()
+                ));
             }
             if !m.file_type().is_symlink() && m.mode() & 0o022 != 0 {
                 return Err(format!(
@@ -201,11 +211,7 @@ pub(crate) fn check_trusted_path(path: &Path) -> Result<(), String> {
 
 /// Resolves the program: the allow-list check (absolute, listed, trusted)
 /// when a list is configured, else a search of `path` for a bare name.
-fn resolve_program(
-    policy: &ExecPolicy,
-    argv0: &str,
-    search: &str,
-) -> Result<PathBuf, SpawnError> {
+fn resolve_program(policy: &ExecPolicy, argv0: &str, search: &str) -> Result<PathBuf, SpawnError> {
     if let Some(allowed) = &policy.allowed_commands {
         let p = Path::new(argv0);
         if !p.is_absolute() {
@@ -226,7 +232,9 @@ fn resolve_program(
         return Ok(PathBuf::from(argv0));
     }
     search_path(argv0, search).ok_or_else(|| {
-        failed(format!("cannot execute {argv0:?}: not found in PATH={search}"))
+        failed(format!(
+            "cannot execute {argv0:?}: not found in PATH={search}"
+        ))
     })
 }
 
@@ -235,7 +243,11 @@ fn resolve_program(
 fn build_env(user: &User, env: &[(String, String)]) -> Result<Vec<CString>, SpawnError> {
     let home = user.dir.as_os_str().to_string_lossy();
     let shell = user.shell.as_os_str().to_string_lossy();
-    let shell = if shell.is_empty() { "/bin/sh".into() } else { shell };
+    let shell = if shell.is_empty() {
+        "/bin/sh".into()
+    } else {
+        shell
+    };
     let base = [
         ("PATH", BASE_PATH.to_string()),
         ("HOME", home.into_owned()),
@@ -246,7 +258,9 @@ fn build_env(user: &User, env: &[(String, String)]) -> Result<Vec<CString>, Spaw
     let mut vars: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for (k, v) in env {
         if k.is_empty() || k.contains('=') {
-            return Err(failed(format!("environment variable name {k:?} is invalid")));
+            return Err(failed(format!(
+                "environment variable name {k:?} is invalid"
+            )));
         }
         match vars.iter_mut().find(|(bk, _)| bk == k) {
             Some(slot) => slot.1 = v,
@@ -278,7 +292,10 @@ pub(crate) fn prepare(
         .map_or(BASE_PATH, |(_, v)| v.as_str());
     let program = resolve_program(policy, argv0, search)?;
     let groups = if daemon.is_root {
-        supplementary(&user, gid)?.iter().map(|g| g.as_raw()).collect()
+        supplementary(&user, gid)?
+            .iter()
+            .map(|g| g.as_raw())
+            .collect()
     } else {
         Vec::new()
     };
@@ -309,7 +326,9 @@ pub(crate) fn prepare(
 
 /// Human name of a path for error messages.
 pub(crate) fn display_c(s: &CString) -> String {
-    OsStr::from_bytes(s.as_bytes()).to_string_lossy().into_owned()
+    OsStr::from_bytes(s.as_bytes())
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -386,7 +405,10 @@ mod tests {
         let user = User::from_name("nobody").ok().flatten().expect("nobody");
         let env = build_env(
             &user,
-            &[("PATH".into(), "/opt/bin".into()), ("CRONSUN_JOB_ID".into(), "j".into())],
+            &[
+                ("PATH".into(), "/opt/bin".into()),
+                ("CRONSUN_JOB_ID".into(), "j".into()),
+            ],
         )
         .expect("env");
         let env: Vec<String> = env.iter().map(display_c).collect();
@@ -400,7 +422,10 @@ mod tests {
 
     #[test]
     fn path_search_and_allow_list() {
-        assert_eq!(search_path("sh", BASE_PATH).map(|p| p.is_absolute()), Some(true));
+        assert_eq!(
+            search_path("sh", BASE_PATH).map(|p| p.is_absolute()),
+            Some(true)
+        );
         assert!(resolve_program(&policy(), "no-such-cmd-xyz", BASE_PATH).is_err());
         let mut p = policy();
         p.allowed_commands = Some(vec!["/bin/sh".into()]);

@@ -59,7 +59,10 @@ impl RunHandle {
     }
 
     fn take_kill_request(&self) -> Option<KillReason> {
-        *self.kill_request.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .kill_request
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Live usage: the cgroup's counters, else the main process's `/proc`.

@@ -23,8 +23,8 @@
 
 use std::ffi::CString;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
@@ -55,9 +55,18 @@ enum Stage {
 
 impl Stage {
     fn from_raw(v: u32) -> Option<Stage> {
-        [Stage::Cgroup, Stage::Setsid, Stage::Dup, Stage::Setgroups, Stage::Setgid, Stage::Setuid, Stage::Chdir, Stage::Exec]
-            .into_iter()
-            .find(|s| *s as u32 == v)
+        [
+            Stage::Cgroup,
+            Stage::Setsid,
+            Stage::Dup,
+            Stage::Setgroups,
+            Stage::Setgid,
+            Stage::Setuid,
+            Stage::Chdir,
+            Stage::Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
     }
 }
 
@@ -78,7 +87,10 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 fn null_terminated(v: &[CString]) -> Vec<*const libc::c_char> {
-    v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// Why a start failed: joining the cgroup (the caller may retry without
@@ -99,7 +111,8 @@ pub(crate) fn fork_exec(
     devnull: BorrowedFd<'_>,
     cgroup_procs: Option<BorrowedFd<'_>>,
 ) -> Result<Child, StartError> {
-    let io_err = |what: &str, e: io::Error| StartError::Other(SpawnError::Failed(format!("{what}: {e}")));
+    let io_err =
+        |what: &str, e: io::Error| StartError::Other(SpawnError::Failed(format!("{what}: {e}")));
     let (out_r, out_w) = pipe().map_err(|e| io_err("creating the output pipe", e))?;
     let argv = null_terminated(&p.argv);
     let envp = null_terminated(&p.envp);
@@ -119,8 +132,12 @@ pub(crate) fn fork_exec(
     // No handler of the daemon may run in the child while it shares our
     // memory: block everything until the child has reset dispositions.
     let mut old = SigSet::empty();
-    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))
-        .map_err(|e| io_err("blocking signals", e.into()))?;
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(|e| io_err("blocking signals", e.into()))?;
     // SAFETY: child_entry gets a pointer to ctx, which lives on this stack
     // frame; CLONE_VFORK suspends this thread until the child has exec'd or
     // exited, so ctx, p, argv, envp and the child stack outlive every use.
@@ -163,7 +180,9 @@ fn describe(p: &Prepared, stage: Option<Stage>, errno: i32) -> String {
         Some(Stage::Exec) => format!("cannot execute {:?}: {why}", display_c(&p.program)),
         Some(Stage::Chdir) => format!(
             "cannot change directory to {:?}: {why}",
-            p.workdir.as_ref().map_or_else(|| display_c(&p.home), display_c)
+            p.workdir
+                .as_ref()
+                .map_or_else(|| display_c(&p.home), display_c)
         ),
         Some(s @ (Stage::Setgroups | Stage::Setgid | Stage::Setuid)) => format!(
             "cannot switch to user {:?} (uid {}, gid {}): {} failed: {why}",
@@ -204,8 +223,10 @@ const NO_FAILURE: u64 = u64::MAX;
 unsafe fn fail(ctx: &ChildCtx<'_>, stage: Stage) -> ! {
     // SAFETY: __errno_location returns the errno slot the failed call set.
     let errno = unsafe { *libc::__errno_location() };
-    ctx.result
-        .store((u64::from(stage as u32) << 32) | u64::from(errno as u32), Ordering::SeqCst);
+    ctx.result.store(
+        (u64::from(stage as u32) << 32) | u64::from(errno as u32),
+        Ordering::SeqCst,
+    );
     // SAFETY: _exit is async-signal-safe and ends only this child.
     unsafe { libc::_exit(127) }
 }
@@ -243,11 +264,19 @@ unsafe fn child_main(ctx: &ChildCtx<'_>) -> ! {
         if libc::setsid() < 0 {
             fail(ctx, Stage::Setsid);
         }
-        if libc::dup2(ctx.devnull, 0) < 0 || libc::dup2(ctx.out, 1) < 0 || libc::dup2(ctx.out, 2) < 0 {
+        if libc::dup2(ctx.devnull, 0) < 0
+            || libc::dup2(ctx.out, 1) < 0
+            || libc::dup2(ctx.out, 2) < 0
+        {
             fail(ctx, Stage::Dup);
         }
         // Every inherited fd above stderr closes at exec.
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         if p.change_ids {
             // Raw syscalls: glibc's wrappers would also signal the parent's
             // threads (its setxid broadcast), whose memory we share.

@@ -123,7 +123,9 @@ fn output_and_exit_code() {
     assert!(o.usage.cpu_ms.is_some());
     assert!(o.usage.peak_memory.is_some_and(|m| m > 0));
     assert!(f.exec.running().is_empty());
-    let state_files = std::fs::read_dir(f.dir.path().join("exec")).expect("exec dir").count();
+    let state_files = std::fs::read_dir(f.dir.path().join("exec"))
+        .expect("exec dir")
+        .count();
     assert_eq!(state_files, 0, "state file removed after Finished");
 }
 
@@ -160,7 +162,11 @@ fn signal_death() {
 fn timeout_kills_term_ignoring_grandchild(use_cgroups: bool) {
     let mut f = fixture_with(policy(), use_cgroups);
     let mut s = sh(
-        if use_cgroups { "timeout-cg" } else { "timeout-pg" },
+        if use_cgroups {
+            "timeout-cg"
+        } else {
+            "timeout-pg"
+        },
         "trap '' TERM; sleep 1000 & echo $!; sleep 1000",
     );
     s.timeout = Some(Duration::from_millis(300));
@@ -168,7 +174,11 @@ fn timeout_kills_term_ignoring_grandchild(use_cgroups: bool) {
     let t0 = Instant::now();
     let (started, o) = f.run(s);
     assert_eq!(o.termination, Termination::TimedOut);
-    assert_eq!(o.signal, Some(libc::SIGKILL), "main ignored TERM, died by KILL");
+    assert_eq!(
+        o.signal,
+        Some(libc::SIGKILL),
+        "main ignored TERM, died by KILL"
+    );
     assert!(t0.elapsed() < Duration::from_secs(10));
     let grandchild: i32 = text(&o).trim().parse().expect("grandchild pid printed");
     assert!(!is_alive(grandchild), "grandchild {grandchild} survived");
@@ -209,7 +219,10 @@ fn kill_request() {
     let o = f.finished(&key);
     assert_eq!(o.termination, Termination::Killed(KillReason::Requested));
     assert_eq!(o.signal, Some(libc::SIGTERM));
-    assert!(!f.exec.kill(&key, KillReason::Requested), "unknown once finished");
+    assert!(
+        !f.exec.kill(&key, KillReason::Requested),
+        "unknown once finished"
+    );
     assert!(!f.exec.kill("no-such-run#1", KillReason::Shutdown));
     assert!(f.exec.usage(&key).is_none());
     assert!(f.exec.running().is_empty());
@@ -256,7 +269,10 @@ fn run_as_refused() {
         p.default_run_as = "root".into();
         let f = fixture_with(p, true);
         let err = f.exec.spawn(spec("root", &["true"])).expect_err("refused");
-        assert!(matches!(&err, SpawnError::Refused(m) if m.contains("root")), "{err}");
+        assert!(
+            matches!(&err, SpawnError::Refused(m) if m.contains("root")),
+            "{err}"
+        );
     }
 }
 
@@ -277,12 +293,18 @@ fn runs_as_allowed_user_with_groups_and_env() {
     s.run_as = Some("nobody".parse().expect("run_as"));
     s.env = vec![("CRONSUN_JOB_ID".into(), "job-1".into())];
     let (started, o) = f.run(s);
-    let nobody = User::from_name("nobody").ok().flatten().expect("nobody exists");
+    let nobody = User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("nobody exists");
     let groups = nix::unistd::getgrouplist(c"nobody", nobody.gid).expect("groups");
     let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
     groups.sort();
     groups.dedup();
-    assert_eq!((started.uid, started.gid), (nobody.uid.as_raw(), nobody.gid.as_raw()));
+    assert_eq!(
+        (started.uid, started.gid),
+        (nobody.uid.as_raw(), nobody.gid.as_raw())
+    );
     assert_eq!(started.user, "nobody");
     let out = text(&o);
     let lines: Vec<&str> = out.lines().collect();
@@ -300,19 +322,29 @@ fn runs_as_allowed_user_with_groups_and_env() {
             nobody.shell.display()
         )
     );
-    let expected_dir = if nobody.dir.is_dir() { nobody.dir.clone() } else { "/".into() };
+    let expected_dir = if nobody.dir.is_dir() {
+        nobody.dir.clone()
+    } else {
+        "/".into()
+    };
     assert_eq!(Path::new(lines[4]), expected_dir);
 }
 
 #[test]
 fn exec_failure_is_reported() {
     let f = fixture();
-    let err = f.exec.spawn(spec("nosuch", &["/no/such"])).expect_err("fails");
+    let err = f
+        .exec
+        .spawn(spec("nosuch", &["/no/such"]))
+        .expect_err("fails");
     assert_eq!(
         err,
         SpawnError::Failed("cannot execute \"/no/such\": No such file or directory".into())
     );
-    let err = f.exec.spawn(spec("nopath", &["no-such-cmd-xyz"])).expect_err("fails");
+    let err = f
+        .exec
+        .spawn(spec("nopath", &["no-such-cmd-xyz"]))
+        .expect_err("fails");
     assert!(err.to_string().contains("not found in PATH"), "{err}");
     let mut s = spec("nodir", &["true"]);
     s.workdir = Some("/no/such/dir".into());
@@ -326,9 +358,15 @@ fn allowed_commands_are_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let open_dir = dir.path().join("open");
     std::fs::create_dir(&open_dir).expect("mkdir");
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&open_dir).expect("meta").permissions(), 0o777);
-    std::fs::set_permissions(&open_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("chmod");
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&open_dir).expect("meta").permissions(),
+        0o777,
+    );
+    std::fs::set_permissions(
+        &open_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
     let script = open_dir.join("job.sh");
     std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -338,15 +376,30 @@ fn allowed_commands_are_checked() {
     let mut p = policy();
     p.allowed_commands = Some(vec!["/bin/sh".into(), script.clone()]);
     let mut f = fixture_with(p, true);
-    let err = f.exec.spawn(spec("open", &[&script_s])).expect_err("refused");
+    let err = f
+        .exec
+        .spawn(spec("open", &[&script_s]))
+        .expect_err("refused");
     assert!(
         matches!(&err, SpawnError::Refused(m) if m.contains("writable")),
         "{err}"
     );
-    let err = f.exec.spawn(spec("unlisted", &["/bin/echo", "x"])).expect_err("refused");
-    assert!(matches!(&err, SpawnError::Refused(m) if m.contains("allowed_commands")), "{err}");
-    let err = f.exec.spawn(spec("relative", &["sh", "-c", "true"])).expect_err("refused");
-    assert!(matches!(&err, SpawnError::Refused(m) if m.contains("absolute")), "{err}");
+    let err = f
+        .exec
+        .spawn(spec("unlisted", &["/bin/echo", "x"]))
+        .expect_err("refused");
+    assert!(
+        matches!(&err, SpawnError::Refused(m) if m.contains("allowed_commands")),
+        "{err}"
+    );
+    let err = f
+        .exec
+        .spawn(spec("relative", &["sh", "-c", "true"]))
+        .expect_err("refused");
+    assert!(
+        matches!(&err, SpawnError::Refused(m) if m.contains("absolute")),
+        "{err}"
+    );
     let (_, o) = f.run(sh("listed", "echo ok"));
     assert_eq!(text(&o), "ok\n");
 }
@@ -375,7 +428,10 @@ fn recover_leftovers_verifies_identity() {
     let write = |k: &str, id: &ProcessIdentity| {
         let json = serde_json::json!({ "key": k, "identity": id });
         std::fs::write(
-            f.dir.path().join("exec").join(format!("{}.json", escape_key(k))),
+            f.dir
+                .path()
+                .join("exec")
+                .join(format!("{}.json", escape_key(k))),
             json.to_string(),
         )
         .expect("write state file");
@@ -387,18 +443,35 @@ fn recover_leftovers_verifies_identity() {
 
     let found = f.exec.recover_leftovers();
     let summary: Vec<(&str, bool)> = found.iter().map(|l| (l.key.as_str(), l.killed)).collect();
-    assert_eq!(summary, vec![("forged#1", false), ("oldboot#1", false), ("real#1", true)]);
+    assert_eq!(
+        summary,
+        vec![("forged#1", false), ("oldboot#1", false), ("real#1", true)]
+    );
     let status = real.wait().expect("wait");
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
-    assert!(other.try_wait().expect("try_wait").is_none(), "unverified process was killed");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert!(
+        other.try_wait().expect("try_wait").is_none(),
+        "unverified process was killed"
+    );
     other.kill().expect("kill");
     other.wait().expect("wait");
-    assert_eq!(std::fs::read_dir(f.dir.path().join("exec")).expect("dir").count(), 0);
+    assert_eq!(
+        std::fs::read_dir(f.dir.path().join("exec"))
+            .expect("dir")
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn escape_key_is_file_safe() {
-    assert_eq!(escape_key("job~20260325T030000.000Z#2"), "job~20260325T030000.000Z%232");
+    assert_eq!(
+        escape_key("job~20260325T030000.000Z#2"),
+        "job~20260325T030000.000Z%232"
+    );
     assert_eq!(escape_key("../x/y"), "%2E.%2Fx%2Fy");
 }
 
@@ -453,11 +526,16 @@ fn spawn_breakdown() {
         t.push(t0.elapsed());
         sys::wait4(c.pid, false).expect("wait");
         let t0 = Instant::now();
-        let mut c = std::process::Command::new("/bin/true").spawn().expect("spawn");
+        let mut c = std::process::Command::new("/bin/true")
+            .spawn()
+            .expect("spawn");
         u.push(t0.elapsed());
         c.wait().expect("wait");
     }
     t.sort();
     u.sort();
-    eprintln!("fork_exec p50 {:?} p90 {:?}; std Command p50 {:?} p90 {:?}", t[150], t[270], u[150], u[270]);
+    eprintln!(
+        "fork_exec p50 {:?} p90 {:?}; std Command p50 {:?} p90 {:?}",
+        t[150], t[270], u[150], u[270]
+    );
 }
