@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::cgroup::{warn_once, CgroupRoot, RunCgroup};
+use super::cgroup::{warn_once, Cgroups, RunCgroup};
 use super::output::OutputCapture;
 use super::policy::DaemonUser;
 use super::reaper::{self, RunHandle, Supervised};
@@ -50,8 +50,9 @@ pub struct LeftoverRun {
 struct RunFile {
     key: String,
     identity: ProcessIdentity,
+    /// The run's cgroup folders (v2 and/or v1).
     #[serde(default)]
-    cgroup: Option<PathBuf>,
+    cgroups: Vec<PathBuf>,
 }
 
 /// Starts, signals, accounts and reaps runs. Cheap to clone; `Send + Sync`.
@@ -67,14 +68,16 @@ struct Inner {
     daemon: DaemonUser,
     boot_id: String,
     devnull: OwnedFd,
-    cgroups: Option<CgroupRoot>,
+    cgroups: Option<Cgroups>,
     runs: Mutex<HashMap<String, Arc<RunHandle>>>,
 }
 
-/// How the executor isolates runs; tests force the fallback.
+/// How the executor isolates runs; tests force the fallbacks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Options {
     pub use_cgroups: bool,
+    /// Use cgroup v2 when present (else v1 hierarchies only).
+    pub use_v2: bool,
 }
 
 impl Executor {
@@ -85,7 +88,15 @@ impl Executor {
         state_dir: &Path,
         events: UnboundedSender<ExecEvent>,
     ) -> io::Result<Executor> {
-        Self::with_options(policy, state_dir, events, Options { use_cgroups: true })
+        Self::with_options(
+            policy,
+            state_dir,
+            events,
+            Options {
+                use_cgroups: true,
+                use_v2: true,
+            },
+        )
     }
 
     pub(crate) fn with_options(
@@ -114,7 +125,7 @@ impl Executor {
         } else if !daemon.is_root {
             Err("the daemon is not root".to_string())
         } else {
-            CgroupRoot::detect()
+            Cgroups::detect(opts.use_v2)
         };
         let cgroups = match cgroups {
             Ok(root) => Some(root),
@@ -183,13 +194,14 @@ impl Executor {
                 .ok()
         });
         let devnull = inner.devnull.as_fd();
-        let child = match spawn::fork_exec(&prepared, devnull, cgroup.as_ref().map(|c| c.procs())) {
+        let procs = cgroup.as_ref().map(|c| c.procs()).unwrap_or_default();
+        let child = match spawn::fork_exec(&prepared, devnull, &procs) {
             Err(StartError::Cgroup(why)) => {
                 tracing::warn!(key = %spec.key, error = %why, "run goes without its own cgroup");
                 if let Some(cg) = cgroup.take() {
                     cg.remove();
                 }
-                spawn::fork_exec(&prepared, devnull, None)
+                spawn::fork_exec(&prepared, devnull, &[])
             }
             other => other,
         };
@@ -221,7 +233,7 @@ impl Executor {
         let file = RunFile {
             key: spec.key.clone(),
             identity: identity.clone(),
-            cgroup: cgroup.as_ref().map(|c| c.path().to_path_buf()),
+            cgroups: cgroup.as_ref().map(|c| c.paths()).unwrap_or_default(),
         };
         let run_file = self.run_file(&spec.key);
         if let Err(e) = write_run_file(&run_file, &file) {
@@ -374,10 +386,11 @@ impl Executor {
             return false; // another boot: its processes are gone
         }
         let mut killed = false;
-        let cgroup = file
-            .cgroup
-            .as_deref()
-            .and_then(|p| self.inner.cgroups.as_ref()?.open_run(p));
+        let cgroup = self
+            .inner
+            .cgroups
+            .as_ref()
+            .and_then(|c| c.open_run(&file.cgroups));
         if let Some(cg) = &cgroup {
             killed |= cg.kill_and_wait(std::time::Duration::from_secs(2));
             cg.remove();

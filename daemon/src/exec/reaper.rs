@@ -120,11 +120,7 @@ fn signal_run(h: &RunHandle, sig: Signal) {
     // pgid == main pid, which is not reaped yet, so it cannot name anyone else.
     let _ = killpg(Pid::from_raw(h.pid), sig);
     match &h.cgroup {
-        Some(cg) if sig == Signal::SIGKILL => {
-            if let Err(e) = cg.kill() {
-                tracing::warn!(error = %e, "cgroup.kill failed");
-            }
-        }
+        Some(cg) if sig == Signal::SIGKILL => cg.kill(),
         Some(cg) => {
             for p in cg.pids() {
                 let _ = kill(Pid::from_raw(p), sig);

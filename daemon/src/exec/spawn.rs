@@ -104,16 +104,17 @@ pub(crate) enum StartError {
 /// Size of the child's stack between clone and exec.
 const CHILD_STACK: usize = 128 << 10;
 
-/// Starts `p`; with `cgroup_procs` (an open `cgroup.procs` of the run's
-/// group) the child moves itself there first.
+/// Starts `p`; the child first moves itself into the groups whose open
+/// `cgroup.procs` files are `cgroup_procs`.
 pub(crate) fn fork_exec(
     p: &Prepared,
     devnull: BorrowedFd<'_>,
-    cgroup_procs: Option<BorrowedFd<'_>>,
+    cgroup_procs: &[BorrowedFd<'_>],
 ) -> Result<Child, StartError> {
     let io_err =
         |what: &str, e: io::Error| StartError::Other(SpawnError::Failed(format!("{what}: {e}")));
     let (out_r, out_w) = pipe().map_err(|e| io_err("creating the output pipe", e))?;
+    let procs: Vec<libc::c_int> = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let argv = null_terminated(&p.argv);
     let envp = null_terminated(&p.envp);
     let ctx = ChildCtx {
@@ -123,7 +124,7 @@ pub(crate) fn fork_exec(
         devnull: devnull.as_raw_fd(),
         out: out_w.as_raw_fd(),
         result: AtomicU64::new(NO_FAILURE),
-        cgroup_procs: cgroup_procs.map_or(-1, |f| f.as_raw_fd()),
+        cgroup_procs: &procs,
     };
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down from a 16-byte aligned top.
@@ -209,7 +210,7 @@ struct ChildCtx<'a> {
     envp: &'a [*const libc::c_char],
     devnull: libc::c_int,
     out: libc::c_int,
-    cgroup_procs: libc::c_int,
+    cgroup_procs: &'a [libc::c_int],
     /// `NO_FAILURE`, or the failed step (high half) and errno (low half).
     result: AtomicU64,
 }
@@ -250,8 +251,10 @@ unsafe fn child_main(ctx: &ChildCtx<'_>) -> ! {
     // SAFETY: every call below is an async-signal-safe system call on memory
     // built before the clone (ctx and what it points to) or on this stack.
     unsafe {
-        if ctx.cgroup_procs >= 0 && libc::write(ctx.cgroup_procs, c"0".as_ptr().cast(), 1) < 0 {
-            fail(ctx, Stage::Cgroup);
+        for &fd in ctx.cgroup_procs {
+            if libc::write(fd, c"0".as_ptr().cast(), 1) < 0 {
+                fail(ctx, Stage::Cgroup);
+            }
         }
         for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {

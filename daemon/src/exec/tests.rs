@@ -26,10 +26,19 @@ fn policy() -> ExecPolicy {
 }
 
 fn fixture_with(policy: ExecPolicy, use_cgroups: bool) -> Fixture {
+    fixture_opts(
+        policy,
+        Options {
+            use_cgroups,
+            use_v2: true,
+        },
+    )
+}
+
+fn fixture_opts(policy: ExecPolicy, opts: Options) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tx, rx) = unbounded_channel();
-    let exec = Executor::with_options(policy, dir.path(), tx, Options { use_cgroups })
-        .expect("executor starts");
+    let exec = Executor::with_options(policy, dir.path(), tx, opts).expect("executor starts");
     Fixture { exec, rx, dir }
 }
 
@@ -240,9 +249,14 @@ fn duplicate_key_refused() {
     f.finished(&key);
 }
 
-#[test]
-fn setsid_grandchild_dies_with_cgroup() {
-    let mut f = fixture();
+fn setsid_grandchild_dies_with_cgroup(use_v2: bool) {
+    let mut f = fixture_opts(
+        policy(),
+        Options {
+            use_cgroups: true,
+            use_v2,
+        },
+    );
     if !f.exec.uses_cgroups() {
         eprintln!("skipped: no per-run cgroups here");
         return;
@@ -250,11 +264,82 @@ fn setsid_grandchild_dies_with_cgroup() {
     // Wait until the grandchild really is in its own session, then leave.
     let script = "setsid sleep 1000 & p=$!; \
                   while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != \"$p\" ]; do :; done; echo $p";
-    let (started, o) = f.run(sh("setsid", script));
+    let (started, o) = f.run(sh(if use_v2 { "setsid-v2" } else { "setsid-v1" }, script));
     assert_eq!(o.termination, Termination::Exited(0));
     let escaped: i32 = text(&o).trim().parse().expect("pid printed");
     assert!(!is_alive(escaped), "setsid'd grandchild {escaped} survived");
     assert_eq!(live_in_session(started.identity.pid), Vec::<i32>::new());
+}
+
+#[test]
+fn setsid_grandchild_dies_with_cgroup_v2() {
+    setsid_grandchild_dies_with_cgroup(true);
+}
+
+#[test]
+fn setsid_grandchild_dies_with_cgroup_v1() {
+    setsid_grandchild_dies_with_cgroup(false);
+}
+
+/// The run's cgroup folders, from its state file.
+fn cgroup_dirs(f: &Fixture, key: &str) -> Vec<std::path::PathBuf> {
+    let file = f
+        .dir
+        .path()
+        .join("exec")
+        .join(format!("{}.json", escape_key(key)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file).expect("state file")).expect("json");
+    v["cgroups"]
+        .as_array()
+        .expect("cgroups list")
+        .iter()
+        .map(|p| p.as_str().expect("path").into())
+        .collect()
+}
+
+#[test]
+fn limits_are_applied_where_controllers_exist() {
+    let mut f = fixture();
+    if !f.exec.uses_cgroups() {
+        eprintln!("skipped: no per-run cgroups here");
+        return;
+    }
+    let mut s = spec("limits", &["sleep", "1000"]);
+    s.limits = Limits {
+        memory: Some(cronsun_proto::job::ByteSize(64 << 20)),
+        cpu: Some(0.5),
+        tasks: Some(32),
+    };
+    let key = s.key.clone();
+    f.exec.spawn(s).expect("spawns");
+    let dirs = cgroup_dirs(&f, &key);
+    assert!(!dirs.is_empty());
+    let read = |file: &str| {
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
+            .map(|s| s.trim().to_string())
+    };
+    // Whichever of v2 / v1 carries each controller must hold the limit.
+    if let Some(v) = read("memory.max").or_else(|| read("memory.limit_in_bytes")) {
+        assert_eq!(v, (64u64 << 20).to_string());
+    }
+    if let Some(v) = read("pids.max") {
+        assert_eq!(v, "32");
+    }
+    if let Some(v) = read("cpu.max") {
+        assert_eq!(v, "50000 100000");
+    } else if let Some(v) = read("cpu.cfs_quota_us") {
+        assert_eq!(v, "50000");
+    }
+    assert!(f.exec.kill(&key, KillReason::Shutdown));
+    let o = f.finished(&key);
+    assert_eq!(o.termination, Termination::Killed(KillReason::Shutdown));
+    assert!(o.usage.cpu_ms.is_some());
+    eprintln!("usage with cgroups: {:?}", o.usage);
+    for d in dirs {
+        assert!(!d.exists(), "cgroup {} removed after the run", d.display());
+    }
 }
 
 #[test]
@@ -520,7 +605,7 @@ fn spawn_breakdown() {
     let (mut t, mut u) = (Vec::new(), Vec::new());
     for _ in 0..300 {
         let t0 = Instant::now();
-        let c = spawn::fork_exec(&p, std::os::fd::AsFd::as_fd(&devnull), None)
+        let c = spawn::fork_exec(&p, std::os::fd::AsFd::as_fd(&devnull), &[])
             .map_err(|e| format!("{e:?}"))
             .expect("fork");
         t.push(t0.elapsed());
