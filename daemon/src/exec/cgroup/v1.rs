@@ -193,7 +193,7 @@ impl Run {
         if let Some(state) = &freezer {
             if write_file(state, "FROZEN").is_ok() {
                 let deadline = Instant::now() + Duration::from_millis(200);
-                while fs::read_to_string(state).map_or(false, |s| s.trim() != "FROZEN")
+                while fs::read_to_string(state).is_ok_and(|s| s.trim() != "FROZEN")
                     && Instant::now() < deadline
                 {
                     std::thread::sleep(Duration::from_micros(200));
