@@ -15,6 +15,32 @@
 //! - Output (stdout+stderr interleaved) is appended to
 //!   [`output_path`]`(state_dir, key)` while the run lives, and the outcome
 //!   carries the first and last `output_limit/2` bytes plus the true count.
+//!   The executor never deletes that file: whoever consumes the
+//!   [`ExecEvent::Finished`] removes it once it is no longer needed.
+//! - Each live run has a state file `state_dir/exec/<escaped key>.json`
+//!   (its [`ProcessIdentity`] and cgroup), removed after `Finished` was sent;
+//!   [`Executor::recover_leftovers`] uses them after a crash.
+//! - Runs live in a per-run cgroup v2 group when the host allows it, else in
+//!   their own session/process group with the executor as child subreaper
+//!   (a weaker guarantee: setsid'd, already-orphaned descendants can escape).
+//!
+//! Submodules: [`policy`](self) resolves and checks a run before the fork,
+//! `spawn` forks and execs, `reaper` supervises a run to its outcome,
+//! `output` captures output, `cgroup` owns per-run groups, `procfs` reads
+//! process identity, `sys` wraps the raw syscalls.
+
+mod cgroup;
+mod output;
+mod policy;
+mod procfs;
+mod reaper;
+mod spawn;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+mod executor;
+pub use executor::{Executor, LeftoverRun};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -129,37 +155,23 @@ pub enum SpawnError {
     Failed(String),
 }
 
+/// `key` made safe as one file or cgroup name: every byte outside
+/// `[A-Za-z0-9._~-]`, and a leading `.`, is percent-encoded (`#` → `%23`).
+pub(crate) fn escape_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'~' | b'-') || (b == b'.' && i > 0) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Path of the live output file of run `key`.
 pub fn output_path(state_dir: &Path, key: &str) -> PathBuf {
     state_dir
         .join("output")
         .join(format!("{}.log", key.replace(['/', '#'], "_")))
-}
-
-// LEAD-STUB (not committed)
-#[derive(Clone)]
-pub struct Executor;
-#[derive(Debug)]
-pub struct LeftoverRun {
-    pub key: String,
-    pub identity: ProcessIdentity,
-    pub killed: bool,
-}
-impl Executor {
-    pub fn new(
-        _p: ExecPolicy,
-        _s: &Path,
-        _e: tokio::sync::mpsc::UnboundedSender<ExecEvent>,
-    ) -> std::io::Result<Executor> {
-        Ok(Executor)
-    }
-    pub fn spawn(&self, _s: RunSpec) -> Result<Started, SpawnError> {
-        Err(SpawnError::Failed("stub".into()))
-    }
-    pub fn kill(&self, _k: &str, _r: KillReason) -> bool {
-        false
-    }
-    pub fn recover_leftovers(&self) -> Vec<LeftoverRun> {
-        vec![]
-    }
 }

@@ -1,0 +1,259 @@
+//! cgroup v1 groups under `<hierarchy>/cronsun.runs/` in every mounted v1
+//! hierarchy with a controller we use (memory, pids, cpu, cpuacct,
+//! freezer); named hierarchies (`name=systemd`) are left alone.
+//!
+//! Guarantees: members are killed by freezing the group (so none can fork
+//! or exit while listed), SIGKILLing every member, and thawing; limits and
+//! usage use the v1 files of each controller.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cronsun_proto::job::Limits;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{
+    cpu_quota_us, create_group, ensure_dir, keyed, read_pids, single, write_file, Controllers,
+    Mount,
+};
+use crate::exec::Usage;
+
+const USED: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "freezer"];
+
+#[derive(Clone, Debug)]
+struct Hierarchy {
+    path: PathBuf,
+    controllers: Vec<String>,
+}
+
+impl Hierarchy {
+    fn has(&self, c: &str) -> bool {
+        self.controllers.iter().any(|x| x == c)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Root {
+    hierarchies: Vec<Hierarchy>,
+}
+
+impl Root {
+    pub(crate) fn detect(mounts: &[Mount]) -> Result<Root, String> {
+        let mut hierarchies = Vec::new();
+        let mut errors = Vec::new();
+        for m in mounts.iter().filter(|m| m.fstype == "cgroup") {
+            let controllers: Vec<String> = m
+                .options
+                .iter()
+                .filter(|o| USED.contains(&o.as_str()))
+                .cloned()
+                .collect();
+            if controllers.is_empty() {
+                continue;
+            }
+            let path = m.point.join(super::SUBTREE);
+            match ensure_dir(&path) {
+                Ok(()) => hierarchies.push(Hierarchy { path, controllers }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if hierarchies.is_empty() {
+            return Err(if errors.is_empty() {
+                "no v1 hierarchy with memory, pids, cpu, cpuacct or freezer is mounted".into()
+            } else {
+                errors.join("; ")
+            });
+        }
+        Ok(Root { hierarchies })
+    }
+
+    pub(crate) fn controllers(&self) -> Controllers {
+        let has = |c: &str| self.hierarchies.iter().any(|h| h.has(c));
+        Controllers {
+            memory: has("memory"),
+            pids: has("pids"),
+            cpu: has("cpu"),
+        }
+    }
+
+    pub(crate) fn create_run(&self, name: &str) -> io::Result<Run> {
+        let mut run = Run { groups: Vec::new() };
+        for h in &self.hierarchies {
+            let path = h.path.join(name);
+            let opened = create_group(&path).and_then(|()| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(path.join("cgroup.procs"))
+                    .inspect_err(|_| {
+                        let _ = fs::remove_dir(&path);
+                    })
+            });
+            match opened {
+                Ok(procs) => run.groups.push(Group {
+                    hierarchy: h.clone(),
+                    path,
+                    procs,
+                }),
+                Err(e) => {
+                    run.remove();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    /// Opens the recorded groups that lie in our subtrees (recovery).
+    pub(crate) fn open_run(&self, paths: &[PathBuf]) -> Option<Run> {
+        let groups: Vec<Group> = paths
+            .iter()
+            .filter_map(|p| {
+                let h = self
+                    .hierarchies
+                    .iter()
+                    .find(|h| p.parent() == Some(h.path.as_path()))?;
+                let name_ok = p.file_name().is_some_and(|n| n != "." && n != "..");
+                let procs = OpenOptions::new()
+                    .write(true)
+                    .open(p.join("cgroup.procs"))
+                    .ok()
+                    .filter(|_| name_ok)?;
+                Some(Group {
+                    hierarchy: h.clone(),
+                    path: p.clone(),
+                    procs,
+                })
+            })
+            .collect();
+        (!groups.is_empty()).then_some(Run { groups })
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    hierarchy: Hierarchy,
+    path: PathBuf,
+    procs: File,
+}
+
+#[derive(Debug)]
+pub(crate) struct Run {
+    groups: Vec<Group>,
+}
+
+impl Run {
+    fn group(&self, controller: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.hierarchy.has(controller))
+    }
+
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        self.groups.iter().map(|g| g.path.clone()).collect()
+    }
+
+    pub(crate) fn procs(&self) -> Vec<BorrowedFd<'_>> {
+        self.groups.iter().map(|g| g.procs.as_fd()).collect()
+    }
+
+    pub(crate) fn set_limit(&self, controller: &str, limits: &Limits) -> io::Result<()> {
+        let Some(g) = self.group(controller) else {
+            return Ok(());
+        };
+        let set = |f: &str, v: String| write_file(&g.path.join(f), &v);
+        match controller {
+            "memory" => limits
+                .memory
+                .map_or(Ok(()), |m| set("memory.limit_in_bytes", m.0.to_string())),
+            "pids" => limits
+                .tasks
+                .map_or(Ok(()), |t| set("pids.max", t.to_string())),
+            "cpu" => limits.cpu.map_or(Ok(()), |c| {
+                set("cpu.cfs_period_us", "100000".into())?;
+                set("cpu.cfs_quota_us", cpu_quota_us(c).to_string())
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Members (every group of a run holds the same processes).
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        self.group("freezer")
+            .or(self.groups.first())
+            .map(|g| read_pids(&g.path.join("cgroup.procs")))
+            .unwrap_or_default()
+    }
+
+    /// Freezes, SIGKILLs every member, thaws (without a freezer: just
+    /// SIGKILLs the members listed; callers repeat until empty).
+    pub(crate) fn kill(&self) {
+        let freezer = self.group("freezer").map(|g| g.path.join("freezer.state"));
+        if let Some(state) = &freezer {
+            if write_file(state, "FROZEN").is_ok() {
+                let deadline = Instant::now() + Duration::from_millis(200);
+                while fs::read_to_string(state).is_ok_and(|s| s.trim() != "FROZEN")
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+        for p in self.pids() {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        if let Some(state) = &freezer {
+            let _ = write_file(state, "THAWED");
+        }
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        let file = |c: &str, f: &str| self.group(c).map(|g| g.path.join(f));
+        let oom = file("memory", "memory.oom_control").and_then(|p| fs::read_to_string(p).ok());
+        Usage {
+            peak_memory: file("memory", "memory.max_usage_in_bytes").and_then(|p| single(&p)),
+            cpu_ms: file("cpuacct", "cpuacct.usage")
+                .and_then(|p| single(&p))
+                .map(|ns| ns / 1_000_000),
+            io_bytes: None,
+            oom_kills: keyed(oom.as_deref(), "oom_kill"),
+            peak_pids: file("pids", "pids.peak").and_then(|p| single(&p)),
+        }
+    }
+
+    pub(crate) fn remove(&self) {
+        for g in &self.groups {
+            if let Err(e) = fs::remove_dir(&g.path) {
+                tracing::warn!(error = %e, cgroup = %g.path.display(), "cannot remove run cgroup");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_named_and_unused_hierarchies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mk = |name: &str, opts: &[&str]| Mount {
+            fstype: "cgroup".into(),
+            point: dir.path().join(name),
+            options: opts.iter().map(|s| s.to_string()).collect(),
+        };
+        for n in ["memory", "systemd", "devices"] {
+            fs::create_dir(dir.path().join(n)).expect("mkdir");
+        }
+        let root = Root::detect(&[
+            mk("memory", &["rw", "memory"]),
+            mk("systemd", &["rw", "name=systemd"]),
+            mk("devices", &["rw", "devices"]),
+        ])
+        .expect("memory hierarchy usable");
+        assert_eq!(root.hierarchies.len(), 1);
+        assert!(root.controllers().memory && !root.controllers().pids);
+        assert!(!dir.path().join("systemd/cronsun.runs").exists());
+    }
+}
