@@ -131,6 +131,12 @@ fn is_alive(pid: i32) -> bool {
 }
 
 #[test]
+fn executor_is_shareable() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Executor>();
+}
+
+#[test]
 fn output_and_exit_code() {
     let mut f = fixture();
     let (started, o) = f.run(sh("echo", "echo hello; echo oops >&2; exit 3"));
