@@ -179,6 +179,7 @@ impl Executor {
     }
 
     /// Starts a run; returns once its program is executing (or why not).
+    /// Keys must be unique among live runs (a live duplicate is refused).
     pub fn spawn(&self, spec: RunSpec) -> Result<Started, SpawnError> {
         let inner = &*self.inner;
         if self.runs().contains_key(&spec.key) {
@@ -316,7 +317,9 @@ impl Executor {
     }
 
     /// SIGTERM to the whole run, SIGKILL after its `kill_grace`; its
-    /// `Finished` then says `Killed(reason)`. Unknown key → false.
+    /// `Finished` then says `Killed(reason)`. Unknown key → false. A run
+    /// whose main process has already exited (it is draining output) keeps
+    /// the termination it had; its leftovers are killed anyway.
     pub fn kill(&self, key: &str, reason: KillReason) -> bool {
         let handle = self.runs().get(key).cloned();
         handle.map(|h| h.request_kill(reason)).is_some()

@@ -8,8 +8,11 @@
 //! Contract:
 //! - [`Executor::spawn`] is synchronous and fast (it is on the fire-latency
 //!   path): it resolves user, groups, environment and the program path
-//!   *before* forking; the child only calls setsid, dup2, setgroups, setgid,
-//!   setuid, chdir, execve. It returns once the child exists.
+//!   *before* forking; the child (a vfork-style clone) only joins its
+//!   cgroup, resets signals, calls setsid, dup2, setgroups, setgid, setuid,
+//!   chdir, execve. It returns once the program is executing, or with
+//!   [`SpawnError`] naming the step that failed (e.g. `cannot execute
+//!   "/no/such": No such file or directory`).
 //! - Every spawned run ends with exactly one [`ExecEvent::Finished`] on the
 //!   event channel, whatever happens (exit, signal, timeout, kill).
 //! - Output (stdout+stderr interleaved) is appended to
@@ -18,16 +21,26 @@
 //!   The executor never deletes that file: whoever consumes the
 //!   [`ExecEvent::Finished`] removes it once it is no longer needed.
 //! - Each live run has a state file `state_dir/exec/<escaped key>.json`
-//!   (its [`ProcessIdentity`] and cgroup), removed after `Finished` was sent;
-//!   [`Executor::recover_leftovers`] uses them after a crash.
-//! - Runs live in a per-run cgroup v2 group when the host allows it, else in
-//!   their own session/process group with the executor as child subreaper
-//!   (a weaker guarantee: setsid'd, already-orphaned descendants can escape).
+//!   (its [`ProcessIdentity`] and cgroup folders), removed right after
+//!   `Finished` was sent; [`Executor::recover_leftovers`] uses them after a
+//!   crash and kills only through the recorded cgroups or after verifying
+//!   pid + start time + boot id.
+//! - A run ends when its main process exits: output is then drained for at
+//!   most 250 ms and every process left in the run is killed.
+//! - Runs live in a per-run cgroup (v2, plus v1 hierarchies for limits v2
+//!   cannot apply; v1 only when v2 is unusable) when the daemon is root and
+//!   the host allows it. Otherwise they live in their own session/process
+//!   group with the executor as child subreaper — a weaker guarantee,
+//!   warned about once: a descendant that calls setsid and is orphaned
+//!   before the run ends escapes.
+//! - When the daemon is not root, jobs run as the daemon's user only.
+//! - Needs Linux 5.3+ (pidfd), 5.11+ (close_range), and 5.14+ for cgroup v2
+//!   `cgroup.kill`.
 //!
-//! Submodules: [`policy`](self) resolves and checks a run before the fork,
-//! `spawn` forks and execs, `reaper` supervises a run to its outcome,
-//! `output` captures output, `cgroup` owns per-run groups, `procfs` reads
-//! process identity, `sys` wraps the raw syscalls.
+//! Submodules: `policy` resolves and checks a run before the fork, `spawn`
+//! clones and execs, `reaper` supervises a run to its outcome, `output`
+//! captures output, `cgroup` owns per-run groups, `procfs` reads process
+//! identity, `sys` wraps the raw syscalls, `executor` is the handle.
 
 mod cgroup;
 mod output;

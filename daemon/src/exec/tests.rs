@@ -114,8 +114,26 @@ fn live_in_session(id: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Waits (at most 10 s) for `cond`; false if it never held.
+fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 fn is_alive(pid: i32) -> bool {
     procfs::stat(pid).is_some_and(|st| st.state != 'Z')
+}
+
+#[test]
+fn executor_is_shareable() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Executor>();
 }
 
 #[test]
@@ -132,10 +150,12 @@ fn output_and_exit_code() {
     assert!(o.usage.cpu_ms.is_some());
     assert!(o.usage.peak_memory.is_some_and(|m| m > 0));
     assert!(f.exec.running().is_empty());
-    let state_files = std::fs::read_dir(f.dir.path().join("exec"))
-        .expect("exec dir")
-        .count();
-    assert_eq!(state_files, 0, "state file removed after Finished");
+    // Removed right *after* Finished was sent: a bounded wait.
+    let exec_dir = f.dir.path().join("exec");
+    assert!(
+        wait_until(|| std::fs::read_dir(&exec_dir).map_or(0, |d| d.count()) == 0),
+        "state file removed after Finished"
+    );
 }
 
 #[test]
@@ -608,26 +628,84 @@ fn escape_key_is_file_safe() {
     assert_eq!(escape_key("../x/y"), "%2E.%2Fx%2Fy");
 }
 
-/// Spawn latency (spawn() call until the program runs). Prints p50/p99.
+/// Fire latency: from just before `spawn()` to the child's `main` (the
+/// child prints its wall clock, `date +%s%N`), and the `spawn()` call itself.
 /// `cargo test -p cronsund --lib exec::tests::spawn_latency -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn spawn_latency() {
-    for use_cgroups in [true, false] {
-        let mut f = fixture_with(policy(), use_cgroups);
-        let mut times = Vec::new();
+    let modes = [
+        (
+            "cgroup v2",
+            Options {
+                use_cgroups: true,
+                use_v2: true,
+            },
+        ),
+        (
+            "cgroup v1",
+            Options {
+                use_cgroups: true,
+                use_v2: false,
+            },
+        ),
+        (
+            "no cgroup",
+            Options {
+                use_cgroups: false,
+                use_v2: false,
+            },
+        ),
+    ];
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    };
+    let mut base = Vec::new();
+    for _ in 0..200 {
+        let wall = now_ns();
+        let out = std::process::Command::new("date")
+            .arg("+%s%N")
+            .output()
+            .expect("date runs");
+        let child: u128 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("date output");
+        base.push(Duration::from_nanos(child.saturating_sub(wall) as u64));
+    }
+    base.sort();
+    let base_p50 = base[100];
+    eprintln!("baseline std::process::Command: spawn->child main p50 {base_p50:?}");
+    for (name, opts) in modes {
+        let mut f = fixture_opts(policy(), opts);
+        let (mut to_main, mut call) = (Vec::new(), Vec::new());
         for i in 0..200 {
-            let s = spec(&format!("lat{use_cgroups}{i}"), &["/bin/true"]);
+            let s = spec(
+                &format!("lat{}{i}", name.replace(' ', "")),
+                &["date", "+%s%N"],
+            );
             let k = s.key.clone();
+            let wall = now_ns();
             let t = Instant::now();
             f.exec.spawn(s).expect("spawns");
-            times.push(t.elapsed());
-            f.finished(&k);
+            call.push(t.elapsed());
+            let o = f.finished(&k);
+            let child: u128 = text(&o).trim().parse().expect("date output");
+            to_main.push(Duration::from_nanos((child.saturating_sub(wall)) as u64));
         }
-        times.sort();
+        to_main.sort();
+        call.sort();
         eprintln!(
-            "cgroups={use_cgroups}: spawn p50 {:?} p90 {:?} p99 {:?}",
-            times[100], times[180], times[198]
+            "{name}: spawn->child main p50 {:?} ({:.2}x baseline) p90 {:?} p99 {:?}; spawn() call p50 {:?} p90 {:?}",
+            to_main[100],
+            to_main[100].as_secs_f64() / base_p50.as_secs_f64(),
+            to_main[180],
+            to_main[198],
+            call[100],
+            call[180]
         );
     }
 }

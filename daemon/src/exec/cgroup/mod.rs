@@ -186,10 +186,29 @@ impl Cgroups {
     }
 
     /// Creates the groups of run `name` (an escaped run key) and applies
-    /// `limits` (v2 controllers first, v1 for what v2 lacks).
+    /// `limits`. With v2, the run joins only its v2 group plus the v1
+    /// hierarchies of controllers its limits need and v2 lacks: every join
+    /// is a migration that waits for an RCU grace period, which is what the
+    /// fire latency pays for. Without v2 it joins every v1 hierarchy.
     pub(crate) fn create_run(&self, name: &str, limits: &Limits) -> io::Result<RunCgroup> {
         let v2 = self.v2.as_ref().map(|r| r.create_run(name)).transpose()?;
-        let v1 = match self.v1.as_ref().map(|r| r.create_run(name)).transpose() {
+        let v1_needed: Option<Vec<&str>> = v2.as_ref().map(|g| {
+            let have = g.controllers();
+            [
+                ("memory", limits.memory.is_some() && !have.memory),
+                ("pids", limits.tasks.is_some() && !have.pids),
+                ("cpu", limits.cpu.is_some() && !have.cpu),
+            ]
+            .into_iter()
+            .filter_map(|(c, need)| need.then_some(c))
+            .collect()
+        });
+        let v1 = match (&self.v1, v1_needed) {
+            (Some(_), Some(need)) if need.is_empty() => Ok(None),
+            (Some(r), need) => r.create_run(name, need.as_deref()).map(Some),
+            (None, _) => Ok(None),
+        };
+        let v1 = match v1 {
             Ok(v1) => v1,
             Err(e) => {
                 if let Some(g) = &v2 {

@@ -80,9 +80,12 @@ impl Root {
         }
     }
 
-    pub(crate) fn create_run(&self, name: &str) -> io::Result<Run> {
+    /// Creates the run's group in every hierarchy, or only in those with
+    /// one of the controllers in `only`.
+    pub(crate) fn create_run(&self, name: &str, only: Option<&[&str]>) -> io::Result<Run> {
         let mut run = Run { groups: Vec::new() };
-        for h in &self.hierarchies {
+        let wanted = |h: &&Hierarchy| only.is_none_or(|o| o.iter().any(|c| h.has(c)));
+        for h in self.hierarchies.iter().filter(wanted) {
             let path = h.path.join(name);
             let opened = create_group(&path).and_then(|()| {
                 OpenOptions::new()
