@@ -173,6 +173,8 @@ struct JobSlot {
 struct Active {
     job: Arc<Job>,
     record: RunRecord,
+    /// A kill asked for before the executor had the process (it is sent on start).
+    kill_pending: Option<KillReason>,
 }
 
 /// Everything the scheduler task needs.
@@ -697,7 +699,7 @@ impl Scheduler {
             if let Some(a) = self.active.get_mut(key) {
                 a.record.reason = Some(format!("replaced by {by} (concurrency = \"replace\")"));
             }
-            self.exec.kill(key, KillReason::Requested);
+            self.kill_run(key, KillReason::Requested);
         }
     }
 
@@ -746,6 +748,7 @@ impl Scheduler {
             Active {
                 job,
                 record: rec.clone(),
+                kill_pending: None,
             },
         );
         write(&self.shared.active).insert(key.clone(), rec);
@@ -769,10 +772,26 @@ impl Scheduler {
         });
     }
 
+    /// Kills an active run, or remembers the kill until its process exists.
+    fn kill_run(&mut self, key: &str, reason: KillReason) {
+        if !self.exec.kill(key, reason) {
+            if let Some(a) = self.active.get_mut(key) {
+                a.kill_pending = Some(reason);
+            }
+        }
+    }
+
     async fn on_launched(&mut self, l: Launched) {
         match l.result {
             Ok(started) => {
                 faults::hit("die_after_spawn");
+                if let Some(reason) = self
+                    .active
+                    .get_mut(&l.key)
+                    .and_then(|a| a.kill_pending.take())
+                {
+                    self.exec.kill(&l.key, reason);
+                }
                 let latency = started
                     .started_at
                     .duration_since(l.at)
@@ -1039,9 +1058,8 @@ impl Scheduler {
                 .map(|(k, _)| k.clone())
         };
         if let Some(key) = key {
-            if self.exec.kill(&key, KillReason::Requested) {
-                return Ok(());
-            }
+            self.kill_run(&key, KillReason::Requested);
+            return Ok(());
         }
         match self.runs.get(id).await {
             Ok(Some(r)) if r.status.is_final() => Err(RequestError::Conflict(format!(
@@ -1104,7 +1122,7 @@ impl Scheduler {
             );
             let keys: Vec<String> = self.active.keys().cloned().collect();
             for key in keys {
-                self.exec.kill(&key, KillReason::Shutdown);
+                self.kill_run(&key, KillReason::Shutdown);
             }
             let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
             self.wait_for_runs(deadline).await;
