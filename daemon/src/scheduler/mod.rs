@@ -175,6 +175,8 @@ struct Active {
     record: RunRecord,
     /// A kill asked for before the executor had the process (it is sent on start).
     kill_pending: Option<KillReason>,
+    /// Runs this one replaces; it starts when they have all ended.
+    waiting_on: Vec<String>,
 }
 
 /// Everything the scheduler task needs.
@@ -584,10 +586,7 @@ impl Scheduler {
             ClaimResult::Won(fence) => {
                 faults::hit("die_after_claim");
                 rec.fence = Some(fence);
-                if let Admission::Replace(keys) = admission {
-                    self.replace(&keys, &rec.run_id);
-                }
-                self.launch(job.clone(), rec, t);
+                self.launch(job.clone(), rec, t, &admission);
                 true
             }
             ClaimResult::Decided => true,
@@ -615,10 +614,7 @@ impl Scheduler {
                 if !self.write(rec.clone()).await {
                     return false;
                 }
-                if let Admission::Replace(keys) = admission {
-                    self.replace(&keys, &rec.run_id);
-                }
-                self.launch(job.clone(), rec, now);
+                self.launch(job.clone(), rec, now, &admission);
                 true
             }
         }
@@ -740,21 +736,57 @@ impl Scheduler {
     }
 
     /// Hands a recorded run to the launcher, to start at `at`.
-    fn launch(&mut self, job: Arc<Job>, rec: RunRecord, at: Timestamp) {
+    /// Under `replace`, the runs it replaces are killed first and the start
+    /// waits until they have ended ("kill the running run, then start").
+    fn launch(&mut self, job: Arc<Job>, rec: RunRecord, at: Timestamp, admission: &Admission) {
         let key = rec.record_id();
-        let spec = self.spec(&job, &rec);
+        let waiting_on = match admission {
+            Admission::Replace(keys) => keys.clone(),
+            _ => Vec::new(),
+        };
         self.active.insert(
             key.clone(),
             Active {
                 job,
                 record: rec.clone(),
                 kill_pending: None,
+                waiting_on: waiting_on.clone(),
             },
         );
-        write(&self.shared.active).insert(key.clone(), rec);
+        write(&self.shared.active).insert(key.clone(), rec.clone());
         self.metrics
             .running
             .set(i64::try_from(self.active.len()).unwrap_or(i64::MAX));
+        if waiting_on.is_empty() {
+            self.hand_to_launcher(&key, at);
+        } else {
+            self.replace(&waiting_on, &rec.run_id);
+        }
+    }
+
+    /// Starts runs that were waiting for `ended` to end.
+    fn release_waiters(&mut self, ended: &str) {
+        let now = self.clock.now();
+        let mut ready = Vec::new();
+        for (key, a) in self.active.iter_mut() {
+            if a.waiting_on.iter().any(|k| k == ended) {
+                a.waiting_on.retain(|k| k != ended);
+                if a.waiting_on.is_empty() {
+                    ready.push(key.clone());
+                }
+            }
+        }
+        for key in ready {
+            self.hand_to_launcher(&key, now);
+        }
+    }
+
+    fn hand_to_launcher(&mut self, key: &str, at: Timestamp) {
+        let Some(a) = self.active.get(key) else {
+            return;
+        };
+        let key = key.to_string();
+        let spec = self.spec(&a.job, &a.record);
         let err = match spec {
             Ok(spec) => {
                 if self.launcher.launch(Launch { at, spec }) {
@@ -838,6 +870,7 @@ impl Scheduler {
     }
 
     fn forget_active(&mut self, key: &str) {
+        self.release_waiters(key);
         write(&self.shared.active).remove(key);
         self.metrics
             .running
