@@ -1049,6 +1049,14 @@ impl Scheduler {
     }
 
     async fn run_now(&mut self, job_id: &str) -> Result<String, RequestError> {
+        if !self.jobs.contains_key(job_id) {
+            // Created a moment ago: the change feed may not have brought it yet.
+            match self.coord.get_job(job_id).await {
+                Ok(Some(j)) => self.put_job(j).await,
+                Ok(None) => {}
+                Err(e) => return Err(RequestError::Unavailable(e.to_string())),
+            }
+        }
         let job = self
             .jobs
             .get(job_id)
