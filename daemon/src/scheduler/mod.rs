@@ -581,7 +581,8 @@ impl Scheduler {
             let rec = records::settled(rec, RunStatus::Skipped, reason.clone(), now);
             return !matches!(self.claim(job, t, rec).await, ClaimResult::JobChanged);
         }
-        rec.started_at = Some(t);
+        // `started_at` stays empty until the process exists (the in-memory
+        // view and the terminal record carry the real start).
         match self.claim(job, t, rec.clone()).await {
             ClaimResult::Won(fence) => {
                 faults::hit("die_after_claim");
@@ -597,12 +598,7 @@ impl Scheduler {
     /// Starts a run whose record is written without a claim (manual runs,
     /// retries, catch-ups): only if the write applied, so a replay after a
     /// crash never starts the same attempt twice.
-    async fn start_unclaimed(
-        &mut self,
-        job: &Arc<Job>,
-        mut rec: RunRecord,
-        now: Timestamp,
-    ) -> bool {
+    async fn start_unclaimed(&mut self, job: &Arc<Job>, rec: RunRecord, now: Timestamp) -> bool {
         match self.admission(job) {
             Admission::Skip(reason) => {
                 let rec = records::settled(rec, RunStatus::Skipped, reason, now);
@@ -610,7 +606,6 @@ impl Scheduler {
                 false
             }
             admission => {
-                rec.started_at = Some(now);
                 if !self.write(rec.clone()).await {
                     return false;
                 }
