@@ -478,3 +478,58 @@ async fn forbid_skips_an_instant_that_finds_the_job_running() {
     assert_eq!(k.status, RunStatus::Killed, "{k:?}");
     n.shutdown().await;
 }
+
+#[tokio::test]
+async fn at_job_runs_once_then_is_completed() {
+    let clock = ManualClock::new(ts("2026-01-01T10:00:00Z"));
+    let mut n = Node::start(tempfile::tempdir().expect("tmp"), clock).await;
+    n.add(job(
+        "once",
+        "@at 2026-01-01T10:00:05Z",
+        "UTC",
+        serde_json::json!({}),
+        n.clock.now(),
+    ))
+    .await;
+    n.advance_to(ts("2026-01-01T10:00:05.1Z"), Duration::from_secs(1))
+        .await;
+    let r = n.next_finished("once").await;
+    assert_eq!(r.scheduled_at, ts("2026-01-01T10:00:05Z"));
+    // The job is marked completed: paused with that reason.
+    let mut events = n.store.subscribe();
+    let done = loop {
+        let j = n.store.get_job("once").await.expect("get").expect("exists");
+        if j.paused {
+            break j;
+        }
+        tokio::time::timeout(EVENT_WAIT, events.recv())
+            .await
+            .expect("job updated in time")
+            .expect("feed open");
+    };
+    assert_eq!(done.paused_reason.as_deref(), Some("completed"));
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn missed_at_job_still_runs_once_after_downtime() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = ManualClock::new(ts("2026-01-01T10:00:00Z"));
+    let n = Node::start(dir, clock).await;
+    n.add(job(
+        "late",
+        "@at 2026-01-01T10:00:05Z",
+        "UTC",
+        serde_json::json!({}),
+        n.clock.now(),
+    ))
+    .await;
+    let (dir, clock) = n.shutdown().await;
+    clock.advance(Duration::from_secs(3600)); // down across the instant
+    let mut n = Node::start(dir, clock).await;
+    n.clock.advance(Duration::from_millis(10));
+    let r = n.next_finished("late").await;
+    assert_eq!(r.scheduled_at, ts("2026-01-01T10:00:05Z"));
+    assert_eq!(r.status, RunStatus::Success);
+    n.shutdown().await;
+}
