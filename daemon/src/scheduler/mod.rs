@@ -819,13 +819,11 @@ impl Scheduler {
                 {
                     self.exec.kill(&l.key, reason);
                 }
-                let latency = started
-                    .started_at
-                    .duration_since(l.at)
-                    .as_secs_f64()
-                    .max(0.0);
-                self.metrics.fire_latency.observe(latency);
                 if let Some(a) = self.active.get_mut(&l.key) {
+                    if a.record.trigger == Trigger::Schedule {
+                        let latency = started.started_at.duration_since(l.at).as_secs_f64();
+                        self.metrics.fire_latency.observe(latency.max(0.0));
+                    }
                     a.record.started_at = Some(started.started_at);
                     a.record.run_as = started.user.clone();
                     write(&self.shared.active).insert(l.key.clone(), a.record.clone());
@@ -1063,7 +1061,7 @@ impl Scheduler {
             )));
         }
         let now = self.clock.now();
-        let request = format!("{}{:04x}", ids::instant_key(now), rand::random::<u16>());
+        let request = format!("{}-{:04x}", ids::instant_key(now), rand::random::<u16>());
         let run_id = ids::manual_run_id(job_id, &request);
         let rec = records::new_record(
             &job,
