@@ -533,3 +533,39 @@ async fn missed_at_job_still_runs_once_after_downtime() {
     assert_eq!(r.status, RunStatus::Success);
     n.shutdown().await;
 }
+
+#[tokio::test]
+async fn lord_howe_half_hour_fold_fires_a_wall_time_once() {
+    // Lord Howe falls back 30 minutes on 2026-04-05: 01:30-02:00 local happens twice.
+    let clock = ManualClock::new(ts("2026-04-04T14:00:00Z"));
+    let mut n = Node::start(tempfile::tempdir().expect("tmp"), clock).await;
+    n.add(job(
+        "howe",
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        serde_json::json!({}),
+        n.clock.now(),
+    ))
+    .await;
+    // 01:45+11:00 = 14:45Z is the first pass; 01:45+10:30 = 15:15Z the second.
+    n.advance_to(ts("2026-04-04T14:45:00.1Z"), Duration::from_secs(300))
+        .await;
+    assert_eq!(
+        n.next_finished("howe").await.scheduled_at,
+        ts("2026-04-04T14:45:00Z")
+    );
+    // Past the second pass (15:15Z) to the next day's run, 01:45+10:30: nothing in between.
+    n.advance_to(ts("2026-04-05T15:15:00.1Z"), Duration::from_secs(900))
+        .await;
+    assert_eq!(
+        n.next_finished("howe").await.scheduled_at,
+        ts("2026-04-05T15:15:00Z")
+    );
+    let recs = n.records("howe").await;
+    assert_eq!(
+        recs.len(),
+        2,
+        "once per day, not twice on the fold day: {recs:#?}"
+    );
+    n.shutdown().await;
+}
