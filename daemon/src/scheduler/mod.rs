@@ -907,6 +907,19 @@ impl Scheduler {
         stored
     }
 
+    /// The record of the attempt after `prev` (a retry).
+    fn next_attempt(&self, job: &Job, prev: &RunRecord, status: RunStatus) -> RunRecord {
+        records::new_record(
+            job,
+            &self.node,
+            prev.run_id.clone(),
+            prev.attempt + 1,
+            Trigger::Retry,
+            prev.scheduled_at,
+            status,
+        )
+    }
+
     fn queue_retry(&mut self, job: Arc<Job>, prev: RunRecord, at: Timestamp) {
         let key = prev.record_id();
         self.retries.push(Reverse((at, key.clone())));
@@ -921,15 +934,7 @@ impl Scheduler {
             return;
         };
         if job.paused || self.global_paused {
-            let rec = records::new_record(
-                &job,
-                &self.node,
-                prev.run_id,
-                prev.attempt + 1,
-                Trigger::Retry,
-                prev.scheduled_at,
-                RunStatus::Skipped,
-            );
+            let rec = self.next_attempt(&job, &prev, RunStatus::Skipped);
             self.write(records::settled(
                 rec,
                 RunStatus::Skipped,
@@ -1166,15 +1171,7 @@ impl Scheduler {
         let pending: Vec<(Arc<Job>, RunRecord)> =
             self.pending_retries.drain().map(|(_, v)| v).collect();
         for (job, prev) in pending {
-            let rec = records::new_record(
-                &job,
-                &self.node,
-                prev.run_id,
-                prev.attempt + 1,
-                Trigger::Retry,
-                prev.scheduled_at,
-                RunStatus::Missed,
-            );
+            let rec = self.next_attempt(&job, &prev, RunStatus::Missed);
             self.write(records::settled(
                 rec,
                 RunStatus::Missed,
