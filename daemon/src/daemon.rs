@@ -18,9 +18,13 @@ use crate::config::Config;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
+use crate::privsep::notify;
 use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
+
+/// How often the STATUS line is refreshed (and at most the watchdog period).
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often retention runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -92,10 +96,11 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
             labels: cfg.node.labels.clone(),
             started_at: clock.now(),
         }),
-        metrics,
+        metrics: metrics.clone(),
         token: TokenCheck::new(&token),
         state_dir: state_dir.clone(),
     };
+    let metrics_for_status = metrics;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
 
@@ -131,11 +136,13 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         stop_rx.clone(),
     ));
     notify_ready(&handle);
+    let status_task = tokio::spawn(status_loop(metrics_for_status, stop_rx.clone()));
 
     wait_for_stop(config_path, &cfg).await;
     info!("stopping: no new runs; draining");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    notify::send("STOPPING=1\nSTATUS=draining: no new runs");
     let _ = stop_tx.send(true);
+    let _ = status_task.await;
     if let Err(e) = sched_task.await {
         error!("scheduler task failed: {e}");
     }
@@ -214,11 +221,34 @@ async fn serve_unix(l: UnixListener, app: axum::Router, mut stop: watch::Receive
 }
 
 fn notify_ready(handle: &crate::scheduler::SchedulerHandle) {
-    let status = format!("ready; {} runs in progress", handle.running_total());
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
+    notify::send(&format!(
+        "READY=1\nSTATUS=ready; {} runs in progress",
+        handle.running_total()
+    ));
+}
+
+/// STATUS lines (jobs loaded, runs in progress; this standalone node is its
+/// own leader) and, when systemd set `WatchdogSec=`, watchdog pings at half
+/// the interval: the ping comes from the runtime, so a wedged runtime is
+/// restarted. No-ops without systemd.
+async fn status_loop(metrics: Metrics, mut stop: watch::Receiver<bool>) {
+    let every = notify::watchdog().map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
+    let ping = if notify::watchdog().is_some() {
+        "\nWATCHDOG=1"
+    } else {
+        ""
+    };
+    loop {
+        notify::send(&format!(
+            "STATUS={} jobs loaded, {} running; standalone (leader){ping}",
+            metrics.jobs.get(),
+            metrics.running.get()
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT. SIGHUP re-reads the config and says what

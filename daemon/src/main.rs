@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg.log.level);
+    cronsund::privsep::notify::capture_watchdog();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cronsund")

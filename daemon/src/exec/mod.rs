@@ -9,8 +9,9 @@
 //! - [`Executor::spawn`] is synchronous and fast (it is on the fire-latency
 //!   path): it resolves user, groups, environment and the program path
 //!   *before* forking; the child (a vfork-style clone) only joins its
-//!   cgroup, resets signals, calls setsid, dup2, setgroups, setgid, setuid,
-//!   chdir, execve. It returns once the program is executing, or with
+//!   cgroup, resets signals, calls setsid, dup2, resets nice, OOM score
+//!   adjustment, umask and rlimits to host defaults, setgroups, setgid,
+//!   setuid, chdir, execve. It returns once the program is executing, or with
 //!   [`SpawnError`] naming the step that failed (e.g. `cannot execute
 //!   "/no/such": No such file or directory`).
 //! - Every spawned run ends with exactly one [`ExecEvent::Finished`] on the
@@ -43,6 +44,7 @@
 //! identity, `sys` wraps the raw syscalls, `executor` is the handle.
 
 mod cgroup;
+mod hostdefaults;
 mod output;
 mod policy;
 mod procfs;

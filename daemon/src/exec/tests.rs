@@ -750,3 +750,27 @@ fn spawn_breakdown() {
         t[150], t[270], u[150], u[270]
     );
 }
+
+/// Jobs start with host defaults, not the daemon's nice, OOM score
+/// adjustment, rlimits and umask (DESIGN §6).
+#[test]
+fn jobs_get_host_defaults_not_the_daemons_attributes() {
+    // Give the "daemon" (this test process) attributes a unit could set.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o002));
+    let _ = std::fs::write("/proc/self/oom_score_adj", "7");
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        2048.min(hard),
+        hard,
+    );
+    let mut f = fixture();
+    let (_, o) = f.run(sh(
+        "hostdefaults",
+        "umask; ulimit -Sn; cat /proc/self/oom_score_adj; cut -d' ' -f19 /proc/self/stat",
+    ));
+    let out = text(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0022", "1024", "0", "0"], "output: {out:?}");
+}
