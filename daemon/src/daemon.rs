@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
-use crate::privsep::notify;
+use crate::privsep::{self, notify};
 use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
@@ -29,8 +29,29 @@ const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often retention runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Runs the daemon until SIGTERM/SIGINT, then drains and returns.
+/// Runs the daemon (both roles in this process) until SIGTERM/SIGINT,
+/// then drains and returns.
 pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Result<()> {
+    run_with(cfg, config_path, clock, None).await
+}
+
+/// Runs the agent of a privilege-separated daemon: runs are started by the
+/// executor process at the other end of `executor`.
+pub async fn run_agent(
+    cfg: Config,
+    config_path: &Path,
+    clock: Clock,
+    executor: std::os::fd::OwnedFd,
+) -> anyhow::Result<()> {
+    run_with(cfg, config_path, clock, Some(executor)).await
+}
+
+async fn run_with(
+    cfg: Config,
+    config_path: &Path,
+    clock: Clock,
+    executor: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<()> {
     let state_dir = cfg.node.state_dir.clone();
     prepare_state_dir(&state_dir)?;
     let node_id = node::node_id(cfg.node.id.as_deref(), &state_dir)
@@ -41,7 +62,7 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
     if created {
         info!(path = %token_path.display(), "created the admin token (mode 0600)");
     }
-    if !nix::unistd::geteuid().is_root() {
+    if executor.is_none() && !nix::unistd::geteuid().is_root() {
         let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten()
@@ -55,11 +76,27 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
             .with_context(|| format!("cannot open the store {}", db.display()))?,
     );
     let coord: Arc<dyn CoordStore> = store.clone();
-    let runs: Arc<dyn RunStore> = store.clone();
+    let mut runs: Arc<dyn RunStore> = store.clone();
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
-        .context("cannot start the executor")?;
+    let mut adopt_task = None;
+    let exec = match executor {
+        None => Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
+            .context("cannot start the executor")?,
+        Some(fd) => {
+            let (client, adopted) = privsep::ExecClient::connect(fd, exec_tx)
+                .context("cannot reach the executor process")?;
+            let relay = client.clone();
+            notify::set_relay(Box::new(move |lines| relay.notify(lines)));
+            runs = privsep::adopt::AdoptingRunStore::wrap(runs, adopted.keys.clone());
+            adopt_task = Some(tokio::spawn(privsep::adopt::finish_adopted(
+                adopted,
+                store.clone(),
+                state_dir.clone(),
+            )));
+            Executor::Remote(client)
+        }
+    };
     let metrics = Metrics::new();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
@@ -147,6 +184,9 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         error!("scheduler task failed: {e}");
     }
     let _ = retention_task.await;
+    if let Some(t) = adopt_task {
+        t.abort();
+    }
     let _ = http_stop_tx.send(true);
     for s in servers {
         let _ = s.await;
@@ -161,8 +201,12 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("output"))
         .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-        .with_context(|| format!("cannot set permissions of {}", dir.display()))?;
+    // With privilege separation the executor owns and has set up the dir.
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir)?);
+    if owner == nix::unistd::geteuid().as_raw() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+            .with_context(|| format!("cannot set permissions of {}", dir.display()))?;
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use super::executor::Options;
 use super::*;
 
 struct Fixture {
-    exec: Executor,
+    exec: LocalExecutor,
     rx: UnboundedReceiver<ExecEvent>,
     dir: tempfile::TempDir,
 }
@@ -38,7 +38,7 @@ fn fixture_with(policy: ExecPolicy, use_cgroups: bool) -> Fixture {
 fn fixture_opts(policy: ExecPolicy, opts: Options) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tx, rx) = unbounded_channel();
-    let exec = Executor::with_options(policy, dir.path(), tx, opts).expect("executor starts");
+    let exec = LocalExecutor::with_options(policy, dir.path(), tx, opts).expect("executor starts");
     Fixture { exec, rx, dir }
 }
 
@@ -133,7 +133,7 @@ fn is_alive(pid: i32) -> bool {
 #[test]
 fn executor_is_shareable() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
-    shareable::<Executor>();
+    shareable::<LocalExecutor>();
 }
 
 #[test]
