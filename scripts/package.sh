@@ -13,7 +13,7 @@ tool() { # tool <cargo subcommand> <crate> <version>
   fi
 }
 tool deb cargo-deb 3.8.0
-tool generate-rpm cargo-generate-rpm 0.20.0
+tool generate-rpm cargo-generate-rpm 0.21.1
 
 cargo build --release -p cronsund -p cronsun
 target=${CARGO_TARGET_DIR:-target}

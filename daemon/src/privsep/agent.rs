@@ -64,7 +64,7 @@ pub fn drop_privileges(name: &str) -> Result<(), DropError> {
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .map(str::trim);
-    if eff.is_some_and(|c| c.trim_start_matches('0') != "") {
+    if eff.is_some_and(|c| !c.trim_start_matches('0').is_empty()) {
         return Err(fail("verify", format!("capabilities left: {eff:?}")));
     }
     Ok(())

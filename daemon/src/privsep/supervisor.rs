@@ -36,7 +36,7 @@ const MAX_OUTPUT_LIMIT: u64 = 1 << 20;
 
 /// The agent connection and the events waiting for one.
 #[derive(Default)]
-struct Link {
+pub(crate) struct Link {
     stream: Option<UnixStream>,
     pending: VecDeque<ExecEvent>,
 }
@@ -187,6 +187,12 @@ fn run_agent_once(
     serve(ours, exec, link);
     lock(link).stream = None;
     child.wait()
+}
+
+/// The request loop, for tests that forge requests.
+#[cfg(test)]
+pub(crate) fn serve_for_tests(stream: UnixStream, exec: &LocalExecutor, link: &Mutex<Link>) {
+    serve(stream, exec, link);
 }
 
 /// Hands a finished event to the agent, or keeps it for the next one.
