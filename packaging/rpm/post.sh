@@ -2,7 +2,7 @@
 if command -v systemd-tmpfiles >/dev/null 2>&1; then
     systemd-tmpfiles --create /usr/lib/tmpfiles.d/cronsun.conf || true
 else
-    install -d -m 0750 -o cronsun -g cronsun /var/lib/cronsun
+    install -d -m 1770 -o root -g cronsun /var/lib/cronsun
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
