@@ -135,6 +135,15 @@ pub fn run_executor(cfg: &Config, config_path: &Path) -> ExitCode {
             info!("agent stopped ({status}); executor exits");
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
+        // Crash tests (debug builds) abort the agent at a fault point to
+        // simulate the whole daemon dying: the executor goes down with it.
+        if cfg!(debug_assertions)
+            && std::env::var_os("CRONSUN_FAULTS").is_some()
+            && std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGABRT)
+        {
+            eprintln!("cronsund: the agent hit a fault point; the executor aborts too");
+            std::process::abort();
+        }
         if status.code() == Some(EXIT_CONFIG) {
             error!("agent exited {EXIT_CONFIG} (configuration); not restarting");
             return ExitCode::from(EXIT_CONFIG as u8);
