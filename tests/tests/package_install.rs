@@ -82,7 +82,18 @@ fn deb_installs_runs_and_purges() {
     if !enabled() {
         return;
     }
-    let user_existed = exists("cronsun", "passwd");
+    // Ids of a `cronsun` user and groups that existed before, to restore
+    // them exactly after the purge (other tests on this host use them).
+    let before = |name: &str, db: &str| {
+        sh("getent", &[db, name])
+            .1
+            .split(':')
+            .nth(2)
+            .map(|s| s.trim().to_string())
+    };
+    let old_uid = before("cronsun", "passwd");
+    let old_gid = before("cronsun", "group");
+    let old_admin = before("cronsun-admin", "group");
     let deb = find(&target_dir().join("debian"), "deb");
     let (ok, out) = sh("dpkg", &["-i", &deb.to_string_lossy()]);
     assert!(ok, "dpkg -i failed:\n{out}");
@@ -213,18 +224,26 @@ schedule = "0 0 1 1 *"
         assert!(!Path::new(gone).exists(), "{gone} left after purge");
     }
     let user_left = exists("cronsun", "passwd");
-    if user_existed {
-        // Other tests on this host rely on the agent user.
+    if let Some(gid) = &old_admin {
+        let _ = sh("groupadd", &["--system", "-g", gid, "cronsun-admin"]);
+    }
+    if let Some(gid) = &old_gid {
+        let _ = sh("groupadd", &["--system", "-g", gid, "cronsun"]);
+    }
+    if let (Some(uid), Some(gid)) = (&old_uid, &old_gid) {
         let _ = sh(
             "useradd",
             &[
                 "--system",
+                "-u",
+                uid,
+                "-g",
+                gid,
                 "--no-create-home",
                 "--home-dir",
                 "/nonexistent",
                 "--shell",
                 "/usr/sbin/nologin",
-                "--user-group",
                 "cronsun",
             ],
         );
