@@ -10,3 +10,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee target/test.log | grep -E "^(test result|running|test .* FAILED|failures:)|panicked" || true
 test "${PIPESTATUS[0]}" = 0
+# Packages and their install smoke test (root with dpkg only: it installs and purges the .deb on this host).
+if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null && [ -z "${CRONSUN_SKIP_PACKAGE_TESTS:-}" ]; then ./scripts/package.sh && CRONSUN_PACKAGE_TESTS=1 cargo test -p cronsun-tests --test package_install -- --nocapture --test-threads=1; fi

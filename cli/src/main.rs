@@ -6,6 +6,7 @@
 mod cron;
 mod job;
 mod jobfile;
+mod manpages;
 mod node;
 mod output;
 mod pause;
@@ -104,6 +105,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write man pages and completions under DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 /// What every command gets: the output format and a way to reach the server.
@@ -145,6 +149,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             output::emit_raw(&String::from_utf8_lossy(&out))?;
             Ok(0)
         }
+        Command::GenerateDocs { dir } => manpages::generate(Cli::command(), &dir).map(|()| 0),
     }
 }
 

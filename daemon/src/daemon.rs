@@ -18,15 +18,40 @@ use crate::config::Config;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
+use crate::privsep::{self, notify};
 use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
 
+/// How often the STATUS line is refreshed (and at most the watchdog period).
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often retention runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Runs the daemon until SIGTERM/SIGINT, then drains and returns.
+/// Runs the daemon (both roles in this process) until SIGTERM/SIGINT,
+/// then drains and returns.
 pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Result<()> {
+    run_with(cfg, config_path, clock, None).await
+}
+
+/// Runs the agent of a privilege-separated daemon: runs are started by the
+/// executor process at the other end of `executor`.
+pub async fn run_agent(
+    cfg: Config,
+    config_path: &Path,
+    clock: Clock,
+    executor: std::os::fd::OwnedFd,
+) -> anyhow::Result<()> {
+    run_with(cfg, config_path, clock, Some(executor)).await
+}
+
+async fn run_with(
+    cfg: Config,
+    config_path: &Path,
+    clock: Clock,
+    executor: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<()> {
     let state_dir = cfg.node.state_dir.clone();
     prepare_state_dir(&state_dir)?;
     let node_id = node::node_id(cfg.node.id.as_deref(), &state_dir)
@@ -37,7 +62,7 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
     if created {
         info!(path = %token_path.display(), "created the admin token (mode 0600)");
     }
-    if !nix::unistd::geteuid().is_root() {
+    if executor.is_none() && !nix::unistd::geteuid().is_root() {
         let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten()
@@ -51,11 +76,27 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
             .with_context(|| format!("cannot open the store {}", db.display()))?,
     );
     let coord: Arc<dyn CoordStore> = store.clone();
-    let runs: Arc<dyn RunStore> = store.clone();
+    let mut runs: Arc<dyn RunStore> = store.clone();
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
-        .context("cannot start the executor")?;
+    let mut adopt_task = None;
+    let exec = match executor {
+        None => Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
+            .context("cannot start the executor")?,
+        Some(fd) => {
+            let (client, adopted) = privsep::ExecClient::connect(fd, exec_tx)
+                .context("cannot reach the executor process")?;
+            let relay = client.clone();
+            notify::set_relay(Box::new(move |lines| relay.notify(lines)));
+            runs = privsep::adopt::AdoptingRunStore::wrap(runs, adopted.keys.clone());
+            adopt_task = Some(tokio::spawn(privsep::adopt::finish_adopted(
+                adopted,
+                store.clone(),
+                state_dir.clone(),
+            )));
+            Executor::Remote(client)
+        }
+    };
     let metrics = Metrics::new();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
@@ -92,10 +133,11 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
             labels: cfg.node.labels.clone(),
             started_at: clock.now(),
         }),
-        metrics,
+        metrics: metrics.clone(),
         token: TokenCheck::new(&token),
         state_dir: state_dir.clone(),
     };
+    let metrics_for_status = metrics;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
 
@@ -131,15 +173,20 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         stop_rx.clone(),
     ));
     notify_ready(&handle);
+    let status_task = tokio::spawn(status_loop(metrics_for_status, stop_rx.clone()));
 
     wait_for_stop(config_path, &cfg).await;
     info!("stopping: no new runs; draining");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    notify::send("STOPPING=1\nSTATUS=draining: no new runs");
     let _ = stop_tx.send(true);
+    let _ = status_task.await;
     if let Err(e) = sched_task.await {
         error!("scheduler task failed: {e}");
     }
     let _ = retention_task.await;
+    if let Some(t) = adopt_task {
+        t.abort();
+    }
     let _ = http_stop_tx.send(true);
     for s in servers {
         let _ = s.await;
@@ -154,8 +201,12 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("output"))
         .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-        .with_context(|| format!("cannot set permissions of {}", dir.display()))?;
+    // With privilege separation the executor owns and has set up the dir.
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir)?);
+    if owner == nix::unistd::geteuid().as_raw() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+            .with_context(|| format!("cannot set permissions of {}", dir.display()))?;
+    }
     Ok(())
 }
 
@@ -214,11 +265,34 @@ async fn serve_unix(l: UnixListener, app: axum::Router, mut stop: watch::Receive
 }
 
 fn notify_ready(handle: &crate::scheduler::SchedulerHandle) {
-    let status = format!("ready; {} runs in progress", handle.running_total());
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
+    notify::send(&format!(
+        "READY=1\nSTATUS=ready; {} runs in progress",
+        handle.running_total()
+    ));
+}
+
+/// STATUS lines (jobs loaded, runs in progress; this standalone node is its
+/// own leader) and, when systemd set `WatchdogSec=`, watchdog pings at half
+/// the interval: the ping comes from the runtime, so a wedged runtime is
+/// restarted. No-ops without systemd.
+async fn status_loop(metrics: Metrics, mut stop: watch::Receiver<bool>) {
+    let every = notify::watchdog().map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
+    let ping = if notify::watchdog().is_some() {
+        "\nWATCHDOG=1"
+    } else {
+        ""
+    };
+    loop {
+        notify::send(&format!(
+            "STATUS={} jobs loaded, {} running; standalone (leader){ping}",
+            metrics.jobs.get(),
+            metrics.running.get()
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT. SIGHUP re-reads the config and says what

@@ -10,5 +10,6 @@ pub mod exec;
 pub mod faults;
 pub mod metrics;
 pub mod node;
+pub mod privsep;
 pub mod scheduler;
 pub mod store;

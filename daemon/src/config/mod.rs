@@ -162,6 +162,10 @@ pub struct SecuritySection {
     /// Absolute paths jobs may run; empty means any command.
     #[serde(default)]
     pub allowed_commands: Vec<PathBuf>,
+    /// The unprivileged user the network-facing agent runs as when the
+    /// daemon starts as root (privilege separation, DESIGN §1).
+    #[serde(default = "default_agent_user")]
+    pub agent_user: String,
 }
 
 impl Default for SecuritySection {
@@ -170,12 +174,16 @@ impl Default for SecuritySection {
             default_run_as: default_run_as(),
             allowed_users: Vec::new(),
             allowed_commands: Vec::new(),
+            agent_user: default_agent_user(),
         }
     }
 }
 
 fn default_run_as() -> String {
     "nobody".into()
+}
+fn default_agent_user() -> String {
+    "cronsun".into()
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -349,6 +357,12 @@ impl Config {
             return Err(err(
                 "scheduler.max_concurrent_runs",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.security.agent_user.is_empty() || self.security.agent_user == "root" {
+            return Err(err(
+                "security.agent_user",
+                "must name an unprivileged user (default \"cronsun\")".into(),
             ));
         }
         if self.security.default_run_as.is_empty() {

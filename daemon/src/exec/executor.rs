@@ -1,6 +1,6 @@
-//! The [`Executor`] handle: spawn, kill, account and recover runs.
+//! The [`LocalExecutor`] handle (in-process): spawn, kill, account and recover runs.
 //!
-//! Guarantees: every successful [`Executor::spawn`] is followed by exactly
+//! Guarantees: every successful [`LocalExecutor::spawn`] is followed by exactly
 //! one [`ExecEvent::Finished`] for its key; a run's state file exists from
 //! spawn until after that event was sent; leftovers of a previous daemon are
 //! killed only through their own cgroup or after pid, start time and boot id
@@ -36,7 +36,7 @@ use super::{
 static WARN_NO_CGROUP: AtomicBool = AtomicBool::new(false);
 
 /// A run a previous daemon left behind (found by
-/// [`Executor::recover_leftovers`]); the caller records it as `lost`.
+/// [`LocalExecutor::recover_leftovers`]); the caller records it as `lost`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeftoverRun {
     pub key: String,
@@ -57,7 +57,7 @@ struct RunFile {
 
 /// Starts, signals, accounts and reaps runs. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
-pub struct Executor {
+pub struct LocalExecutor {
     inner: Arc<Inner>,
 }
 
@@ -80,14 +80,14 @@ pub(crate) struct Options {
     pub use_v2: bool,
 }
 
-impl Executor {
+impl LocalExecutor {
     /// Creates `state_dir/output` and `state_dir/exec`, picks cgroups or the
     /// subreaper fallback (warning once about the latter).
     pub fn new(
         policy: ExecPolicy,
         state_dir: &Path,
         events: UnboundedSender<ExecEvent>,
-    ) -> io::Result<Executor> {
+    ) -> io::Result<LocalExecutor> {
         Self::with_options(
             policy,
             state_dir,
@@ -104,7 +104,7 @@ impl Executor {
         state_dir: &Path,
         events: UnboundedSender<ExecEvent>,
         opts: Options,
-    ) -> io::Result<Executor> {
+    ) -> io::Result<LocalExecutor> {
         let with_path = |p: &Path| {
             let p = p.to_path_buf();
             move |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()))
@@ -144,7 +144,7 @@ impl Executor {
                 None
             }
         };
-        Ok(Executor {
+        Ok(LocalExecutor {
             inner: Arc::new(Inner {
                 policy,
                 state_dir: state_dir.to_path_buf(),

@@ -9,8 +9,9 @@
 //! - [`Executor::spawn`] is synchronous and fast (it is on the fire-latency
 //!   path): it resolves user, groups, environment and the program path
 //!   *before* forking; the child (a vfork-style clone) only joins its
-//!   cgroup, resets signals, calls setsid, dup2, setgroups, setgid, setuid,
-//!   chdir, execve. It returns once the program is executing, or with
+//!   cgroup, resets signals, calls setsid, dup2, resets nice, OOM score
+//!   adjustment, umask and rlimits to host defaults, setgroups, setgid,
+//!   setuid, chdir, execve. It returns once the program is executing, or with
 //!   [`SpawnError`] naming the step that failed (e.g. `cannot execute
 //!   "/no/such": No such file or directory`).
 //! - Every spawned run ends with exactly one [`ExecEvent::Finished`] on the
@@ -43,6 +44,7 @@
 //! identity, `sys` wraps the raw syscalls, `executor` is the handle.
 
 mod cgroup;
+mod hostdefaults;
 mod output;
 mod policy;
 mod procfs;
@@ -53,7 +55,75 @@ mod sys;
 mod tests;
 
 mod executor;
-pub use executor::{Executor, LeftoverRun};
+pub use executor::{LeftoverRun, LocalExecutor};
+pub(crate) use output::set_output_group;
+
+/// The executor as the scheduler sees it: in this process
+/// ([`LocalExecutor`]: not root, or tests), or in the privileged parent
+/// process reached over a socketpair ([`crate::privsep::ExecClient`]).
+/// Both keep the same contract (see above); cheap to clone.
+#[derive(Clone)]
+pub enum Executor {
+    Local(LocalExecutor),
+    Remote(crate::privsep::ExecClient),
+}
+
+impl Executor {
+    /// An in-process executor (see [`LocalExecutor::new`]).
+    pub fn new(
+        policy: ExecPolicy,
+        state_dir: &Path,
+        events: tokio::sync::mpsc::UnboundedSender<ExecEvent>,
+    ) -> std::io::Result<Executor> {
+        LocalExecutor::new(policy, state_dir, events).map(Executor::Local)
+    }
+
+    pub fn uses_cgroups(&self) -> bool {
+        match self {
+            Executor::Local(e) => e.uses_cgroups(),
+            Executor::Remote(c) => c.uses_cgroups(),
+        }
+    }
+
+    pub fn spawn(&self, spec: RunSpec) -> Result<Started, SpawnError> {
+        match self {
+            Executor::Local(e) => e.spawn(spec),
+            Executor::Remote(c) => c.spawn(spec),
+        }
+    }
+
+    pub fn kill(&self, key: &str, reason: KillReason) -> bool {
+        match self {
+            Executor::Local(e) => e.kill(key, reason),
+            Executor::Remote(c) => c.kill(key, reason),
+        }
+    }
+
+    pub fn usage(&self, key: &str) -> Option<Usage> {
+        match self {
+            Executor::Local(e) => e.usage(key),
+            Executor::Remote(c) => c.usage(key),
+        }
+    }
+
+    /// Keys of the live runs, sorted (with privilege separation: also runs
+    /// a previous agent started, which this one re-adopted).
+    pub fn running(&self) -> Vec<String> {
+        match self {
+            Executor::Local(e) => e.running(),
+            Executor::Remote(c) => c.running(),
+        }
+    }
+
+    /// Runs left behind by a previous daemon that are really dead (runs
+    /// the executor still supervises are never among them).
+    pub fn recover_leftovers(&self) -> Vec<LeftoverRun> {
+        match self {
+            Executor::Local(e) => e.recover_leftovers(),
+            Executor::Remote(c) => c.recover_leftovers(),
+        }
+    }
+}
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

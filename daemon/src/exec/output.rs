@@ -11,14 +11,46 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// Largest output file kept on disk for one run.
 pub(crate) const FILE_CAP: u64 = 64 << 20;
 
 const FILE_CAP_MARKER: &[u8] =
     b"\n[cronsun: output file capped at 64 MiB; later output only counted]\n";
+
+/// Group given read access to output files (the agent's, with privilege
+/// separation); set once by the executor process.
+static OUTPUT_GROUP: OnceLock<u32> = OnceLock::new();
+
+pub(crate) fn set_output_group(gid: u32) {
+    let _ = OUTPUT_GROUP.set(gid);
+}
+
+/// Opens a run's output file for append. The folder may be writable by the
+/// (less trusted) agent, so the last component is never followed as a
+/// symlink and must be a regular file with one link; a fresh file gets the
+/// agent's group (mode 0640) so it can stream and later remove it.
+fn open_output(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(std::io::Error::other(
+            "not a regular file with a single link; refusing to write to it",
+        ));
+    }
+    if let Some(gid) = OUTPUT_GROUP.get() {
+        std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(*gid))?;
+    }
+    Ok(file)
+}
 
 pub(crate) struct OutputCapture {
     head: Vec<u8>,
@@ -45,12 +77,7 @@ impl OutputCapture {
     /// A file that cannot be opened is logged and skipped: the run still goes
     /// on and its head/tail are still recorded.
     pub(crate) fn new(limit: u64, path: &Path) -> OutputCapture {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
+        let file = open_output(path)
             .map_err(|e| {
                 tracing::warn!(path = %path.display(), error = %e, "cannot open run output file; output kept in memory only");
             })

@@ -30,6 +30,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::pipe2;
 
+use super::hostdefaults::{HostDefaults, JOB_UMASK};
 use super::policy::{display_c, Prepared};
 use super::{sys, SpawnError};
 
@@ -51,6 +52,7 @@ enum Stage {
     Setuid = 5,
     Chdir = 6,
     Exec = 7,
+    HostDefaults = 8,
 }
 
 impl Stage {
@@ -64,6 +66,7 @@ impl Stage {
             Stage::Setuid,
             Stage::Chdir,
             Stage::Exec,
+            Stage::HostDefaults,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -125,6 +128,7 @@ pub(crate) fn fork_exec(
         out: out_w.as_raw_fd(),
         result: AtomicU64::new(NO_FAILURE),
         cgroup_procs: &procs,
+        host: HostDefaults::get(),
     };
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down from a 16-byte aligned top.
@@ -199,6 +203,9 @@ fn describe(p: &Prepared, stage: Option<Stage>, errno: i32) -> String {
         Some(Stage::Setsid) => format!("setsid failed: {why}"),
         Some(Stage::Cgroup) => format!("joining the run's cgroup failed: {why}"),
         Some(Stage::Dup) => format!("setting up stdin/stdout/stderr failed: {why}"),
+        Some(Stage::HostDefaults) => {
+            format!("resetting rlimits to the host defaults failed: {why}")
+        }
         None => format!("child failed at an unknown step: {why}"),
     }
 }
@@ -211,6 +218,7 @@ struct ChildCtx<'a> {
     devnull: libc::c_int,
     out: libc::c_int,
     cgroup_procs: &'a [libc::c_int],
+    host: &'a HostDefaults,
     /// `NO_FAILURE`, or the failed step (high half) and errno (low half).
     result: AtomicU64,
 }
@@ -280,6 +288,27 @@ unsafe fn child_main(ctx: &ChildCtx<'_>) -> ! {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+        // Host defaults, not the daemon's attributes (DESIGN §6). Lowering
+        // nice and the OOM adjustment needs privilege: best effort.
+        libc::umask(JOB_UMASK);
+        libc::setpriority(libc::PRIO_PROCESS, 0, 0);
+        let oom = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if oom >= 0 {
+            libc::write(oom, c"0".as_ptr().cast(), 1);
+            libc::close(oom);
+        }
+        for r in &ctx.host.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            };
+            if libc::setrlimit(r.resource, &lim) < 0 {
+                fail(ctx, Stage::HostDefaults);
+            }
+        }
         if p.change_ids {
             // Raw syscalls: glibc's wrappers would also signal the parent's
             // threads (its setxid broadcast), whose memory we share.

@@ -12,7 +12,7 @@ use super::executor::Options;
 use super::*;
 
 struct Fixture {
-    exec: Executor,
+    exec: LocalExecutor,
     rx: UnboundedReceiver<ExecEvent>,
     dir: tempfile::TempDir,
 }
@@ -38,7 +38,7 @@ fn fixture_with(policy: ExecPolicy, use_cgroups: bool) -> Fixture {
 fn fixture_opts(policy: ExecPolicy, opts: Options) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tx, rx) = unbounded_channel();
-    let exec = Executor::with_options(policy, dir.path(), tx, opts).expect("executor starts");
+    let exec = LocalExecutor::with_options(policy, dir.path(), tx, opts).expect("executor starts");
     Fixture { exec, rx, dir }
 }
 
@@ -133,7 +133,7 @@ fn is_alive(pid: i32) -> bool {
 #[test]
 fn executor_is_shareable() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
-    shareable::<Executor>();
+    shareable::<LocalExecutor>();
 }
 
 #[test]
@@ -749,4 +749,28 @@ fn spawn_breakdown() {
         "fork_exec p50 {:?} p90 {:?}; std Command p50 {:?} p90 {:?}",
         t[150], t[270], u[150], u[270]
     );
+}
+
+/// Jobs start with host defaults, not the daemon's nice, OOM score
+/// adjustment, rlimits and umask (DESIGN §6).
+#[test]
+fn jobs_get_host_defaults_not_the_daemons_attributes() {
+    // Give the "daemon" (this test process) attributes a unit could set.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o002));
+    let _ = std::fs::write("/proc/self/oom_score_adj", "7");
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        2048.min(hard),
+        hard,
+    );
+    let mut f = fixture();
+    let (_, o) = f.run(sh(
+        "hostdefaults",
+        "umask; ulimit -Sn; cat /proc/self/oom_score_adj; cut -d' ' -f19 /proc/self/stat",
+    ));
+    let out = text(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0022", "1024", "0", "0"], "output: {out:?}");
 }

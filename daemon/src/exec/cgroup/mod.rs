@@ -48,6 +48,46 @@ pub(crate) fn write_file(path: &Path, value: &str) -> io::Result<()> {
     })
 }
 
+/// The executor's own v2 group (`0::<path>` of `/proc/self/cgroup`) under
+/// `mount`. When that is not the hierarchy's root (systemd with
+/// `Delegate=yes`: `.../cronsun.service`), every process of the group (the
+/// executor, and the agent if already forked) first moves into the leaf
+/// `executor`, so the group has no processes of its own and controllers can
+/// be enabled for its `cronsun.runs` subtree. Groups cronsun did not create
+/// (systemd's `.control`) are never touched.
+fn delegated_base(mount: &Path) -> PathBuf {
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+        })
+        .unwrap_or_default();
+    let rel = own.trim_start_matches('/');
+    let base = mount.join(rel);
+    if rel.is_empty() {
+        return base;
+    }
+    let (base, rel) = match rel.strip_suffix("/executor") {
+        // Already in our leaf (e.g. a re-executed executor).
+        Some(parent) => (mount.join(parent), parent),
+        None => (base, rel),
+    };
+    let leaf = base.join("executor");
+    let moved = ensure_dir(&leaf).and_then(|()| {
+        for pid in read_pids(&base.join("cgroup.procs")) {
+            write_file(&leaf.join("cgroup.procs"), &pid.to_string())
+                .map_err(|e| format!("moving pid {pid} into {}: {e}", leaf.display()))?;
+        }
+        Ok(())
+    });
+    match moved {
+        Ok(()) => tracing::info!(group = %format!("/{rel}"), "executor moved into its leaf cgroup; runs get groups under cronsun.runs"),
+        Err(e) => tracing::warn!("cannot move the executor into a leaf of its delegated cgroup ({e}); controllers may be unavailable to runs"),
+    }
+    base
+}
+
 /// Creates `path` unless it exists.
 fn ensure_dir(path: &Path) -> Result<(), String> {
     match fs::create_dir(path) {
@@ -149,7 +189,7 @@ impl Cgroups {
             .iter()
             .find(|m| m.fstype == "cgroup2" && use_v2)
             .ok_or_else(|| "no cgroup2 hierarchy is mounted".to_string())
-            .and_then(|m| v2::Root::at(&m.point.join(SUBTREE)));
+            .and_then(|m| v2::Root::at(&delegated_base(&m.point).join(SUBTREE)));
         let v1 = v1::Root::detect(&mounts);
         match (v2, v1) {
             (Err(e2), Err(e1)) => Err(format!("cgroup v2: {e2}; cgroup v1: {e1}")),
