@@ -76,10 +76,12 @@ async fn run_with(
             .with_context(|| format!("cannot open the store {}", db.display()))?,
     );
     let coord: Arc<dyn CoordStore> = store.clone();
-    let mut runs: Arc<dyn RunStore> = store.clone();
+    let runs: Arc<dyn RunStore> = store.clone();
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
+    let forward_tx = exec_tx.clone();
     let mut adopt_task = None;
+    let mut adopted_keys = std::collections::HashSet::new();
     let exec = match executor {
         None => Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
             .context("cannot start the executor")?,
@@ -88,12 +90,10 @@ async fn run_with(
                 .context("cannot reach the executor process")?;
             let relay = client.clone();
             notify::set_relay(Box::new(move |lines| relay.notify(lines)));
-            runs = privsep::adopt::AdoptingRunStore::wrap(runs, adopted.keys.clone());
-            adopt_task = Some(tokio::spawn(privsep::adopt::finish_adopted(
-                adopted,
-                store.clone(),
-                state_dir.clone(),
-            )));
+            // Results of runs a previous agent started reach the scheduler,
+            // which re-adopts them (see `Scheduler::recover_lost`).
+            adopted_keys = adopted.keys.clone();
+            adopt_task = Some(tokio::spawn(privsep::forward_adopted(adopted, forward_tx)));
             Executor::Remote(client)
         }
     };
@@ -115,6 +115,7 @@ async fn run_with(
         runs: runs.clone(),
         exec,
         exec_events: exec_rx,
+        adopted: adopted_keys,
         metrics: metrics.clone(),
     })
     .await

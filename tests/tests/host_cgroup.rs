@@ -74,6 +74,10 @@ fn memory_limit_kills_and_records_the_oom() {
     );
     assert!(r.oom_kills.unwrap_or(0) >= 1, "oom_kills recorded: {show}");
     assert!(
+        r.reason.as_deref().unwrap_or("").contains("out of memory"),
+        "the record says why: {show}"
+    );
+    assert!(
         r.peak_memory.unwrap_or(0) <= 40 << 20,
         "peak memory stays near the 32 MiB limit: {show}"
     );

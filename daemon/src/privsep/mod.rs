@@ -7,6 +7,7 @@
 //! integration".
 
 pub mod adopt;
+pub use adopt::forward_adopted;
 pub mod agent;
 mod client;
 pub mod notify;

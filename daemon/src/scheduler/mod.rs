@@ -188,6 +188,8 @@ pub struct Parts {
     pub runs: Arc<dyn RunStore>,
     pub exec: Executor,
     pub exec_events: mpsc::UnboundedReceiver<ExecEvent>,
+    /// Runs a previous agent started that the executor still reports (privsep).
+    pub adopted: std::collections::HashSet<String>,
     pub metrics: Metrics,
 }
 
@@ -230,6 +232,7 @@ impl Scheduler {
             finished: broadcast::channel(1024).0,
         });
         let job_events = p.coord.subscribe();
+        let p_adopted = p.adopted;
         let now = p.clock.now();
         let mono = p.clock.monotonic();
         let mut s = Scheduler {
@@ -256,7 +259,7 @@ impl Scheduler {
             job_events,
         };
         s.resync().await?;
-        s.recover_lost().await?;
+        s.recover_lost(p_adopted).await?;
         Ok((
             s,
             SchedulerHandle {
@@ -997,11 +1000,35 @@ impl Scheduler {
 
     /// Runs a previous daemon left `running` are `lost` (their processes were
     /// killed by the executor's leftover pass); `on_lost = retry` retries them.
-    async fn recover_lost(&mut self) -> anyhow::Result<()> {
+    ///
+    /// Runs the executor still has (the agent was restarted, the executor
+    /// was not) are re-adopted instead: they count for concurrency, can be
+    /// killed, and their results are recorded when they end.
+    async fn recover_lost(
+        &mut self,
+        mut live: std::collections::HashSet<String>,
+    ) -> anyhow::Result<()> {
+        live.extend(self.exec.running());
         let leftovers = self.exec.recover_leftovers();
         let now = self.clock.now();
         for r in self.runs.running_on(&self.node.id).await? {
             let key = r.record_id();
+            if live.contains(&key) {
+                if let Some(job) = self.jobs.get(&r.job_id).map(|s| s.job.clone()) {
+                    info!(run = %key, "re-adopted a run the previous agent started");
+                    write(&self.shared.active).insert(key.clone(), r.clone());
+                    self.active.insert(
+                        key,
+                        Active {
+                            job,
+                            record: r,
+                            kill_pending: None,
+                            waiting_on: Vec::new(),
+                        },
+                    );
+                    continue;
+                }
+            }
             let killed = leftovers.iter().any(|l| l.key == key && l.killed);
             let reason = if killed {
                 "the daemon stopped while the run was in progress; its leftover processes were killed at restart"

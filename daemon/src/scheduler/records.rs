@@ -118,6 +118,10 @@ pub fn finished(mut r: RunRecord, o: &RunOutcome) -> RunRecord {
         Termination::Killed(KillReason::Shutdown) => {
             Some("killed at daemon shutdown after the drain deadline".into())
         }
+        _ if o.usage.oom_kills.is_some_and(|n| n > 0) => Some(
+            "out of memory: the kernel's OOM killer ended a process of the run (see limits.memory)"
+                .into(),
+        ),
         _ => r.reason.clone(),
     };
     r

@@ -97,6 +97,7 @@ impl Node {
             runs: store.clone(),
             exec,
             exec_events: rx,
+            adopted: Default::default(),
             metrics: Metrics::new(),
         })
         .await
