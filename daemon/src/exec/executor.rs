@@ -219,6 +219,8 @@ impl LocalExecutor {
             }
         };
         let started = Instant::now();
+        // The child has exec'd (CLONE_VFORK returned): this is when the run started.
+        let started_at = Timestamp::now();
         let cgroup = cgroup.map(Arc::new);
         let pid = child.pid;
         let abort = |cgroup: Option<&RunCgroup>, why: String| abort_child(pid, cgroup, why);
@@ -276,6 +278,7 @@ impl LocalExecutor {
             timeout: spec.timeout,
             kill_grace: spec.kill_grace,
             started,
+            started_at,
         };
         self.runs().insert(spec.key.clone(), handle);
         let this = self.clone();
@@ -299,7 +302,7 @@ impl LocalExecutor {
         Ok(Started {
             key: spec.key,
             identity,
-            started_at: Timestamp::now(),
+            started_at,
             uid: prepared.uid,
             gid: prepared.gid,
             user: prepared.user,

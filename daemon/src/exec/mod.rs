@@ -216,6 +216,8 @@ pub struct RunOutcome {
     /// The main process's exit code / signal, when it had one.
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// When the process started (right after it exec'd).
+    pub started_at: Timestamp,
     pub finished_at: Timestamp,
     pub output_head: Vec<u8>,
     pub output_tail: Vec<u8>,

@@ -87,6 +87,7 @@ pub(crate) struct Supervised {
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
     pub started: Instant,
+    pub started_at: Timestamp,
 }
 
 /// Every live process of the run found through `/proc` (fallback without a
@@ -195,6 +196,7 @@ pub(crate) fn supervise(s: Supervised) -> RunOutcome {
         timeout,
         kill_grace,
         started,
+        started_at,
     } = s;
     let mut out = File::from(output);
     let mut wake = File::from(wake);
@@ -301,6 +303,7 @@ pub(crate) fn supervise(s: Supervised) -> RunOutcome {
         termination,
         exit_code,
         signal,
+        started_at,
         finished_at: Timestamp::now(),
         output_head: captured.head,
         output_tail: captured.tail,

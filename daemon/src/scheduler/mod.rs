@@ -23,6 +23,7 @@ mod timeline;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -213,6 +214,10 @@ pub struct Scheduler {
     exec_events: mpsc::UnboundedReceiver<ExecEvent>,
     launched: mpsc::UnboundedReceiver<Launched>,
     launched_tx: mpsc::UnboundedSender<Launched>,
+    recorded: mpsc::UnboundedReceiver<Recorded>,
+    recorded_tx: mpsc::UnboundedSender<Recorded>,
+    /// Terminal writes in flight.
+    recording: usize,
     commands: mpsc::Receiver<Command>,
     job_events: broadcast::Receiver<JobEvent>,
 }
@@ -226,6 +231,7 @@ impl Scheduler {
         let (launched_tx, launched) = mpsc::unbounded_channel();
         let launcher = Launcher::start(p.exec.clone(), launched_tx.clone(), p.clock.is_system())?;
         let (cmd_tx, commands) = mpsc::channel(256);
+        let (recorded_tx, recorded) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             next_runs: RwLock::new(HashMap::new()),
             active: RwLock::new(HashMap::new()),
@@ -255,6 +261,9 @@ impl Scheduler {
             exec_events: p.exec_events,
             launched,
             launched_tx,
+            recorded,
+            recorded_tx,
+            recording: 0,
             commands,
             job_events,
         };
@@ -283,6 +292,7 @@ impl Scheduler {
                 _ = shutdown.changed() => break,
                 Some(ev) = self.exec_events.recv() => self.on_exec_event(ev).await,
                 Some(l) = self.launched.recv() => self.on_launched(l).await,
+                Some(r) = self.recorded.recv() => self.on_recorded(r).await,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                 ev = self.job_events.recv() => self.on_job_event(ev).await,
                 _ = self.clock.sleep_until(wake) => self.on_tick().await,
@@ -417,7 +427,8 @@ impl Scheduler {
         self.detect_clock_step(now);
         if !self.global_paused {
             let due = self.timeline.pop_due(now + signed(self.cfg.lead));
-            for id in due {
+            let rest = self.start_due_together(due, now).await;
+            for id in rest {
                 self.on_due(&id, now).await;
             }
         }
@@ -486,11 +497,95 @@ impl Scheduler {
             return;
         };
         if self.apply_plan(&job, &due, now).await {
-            if let Some(slot) = self.jobs.get_mut(id) {
-                slot.cursor = slot.cursor.max(through);
-            }
+            self.decided(id, through);
+        } else {
+            self.retry_later(id, now);
+        }
+    }
+
+    /// Moves a job's cursor past `through` and puts its next instant on the timeline.
+    fn decided(&mut self, id: &str, through: Timestamp) {
+        if let Some(slot) = self.jobs.get_mut(id) {
+            slot.cursor = slot.cursor.max(through);
         }
         self.reschedule(id);
+    }
+
+    /// Re-plans a job shortly (its instants stay undecided), unless it was
+    /// removed or rescheduled meanwhile.
+    fn retry_later(&mut self, id: &str, now: Timestamp) {
+        if self.jobs.contains_key(id) {
+            self.timeline.set(id, Some(now + signed(STORE_RETRY)));
+        }
+    }
+
+    /// The common case of a busy second: many jobs with exactly one instant
+    /// to start and nothing missed. Their claims go to the store together
+    /// (one group commit instead of one per job), then they are launched.
+    /// Returns the jobs that need the general path.
+    async fn start_due_together(&mut self, due: Vec<String>, now: Timestamp) -> Vec<String> {
+        let mut rest = Vec::new();
+        let mut batch = Vec::new();
+        for id in due {
+            let Some(slot) = self.jobs.get(&id) else {
+                continue;
+            };
+            if slot.job.paused {
+                continue;
+            }
+            let p = plan(&PlanInput {
+                schedule: &slot.schedule,
+                after: slot.cursor,
+                now,
+                lead: self.cfg.lead,
+                start_deadline: slot.start_deadline,
+                missed: slot.job.missed,
+                max_catchup: slot.job.max_catchup,
+            });
+            let single = p.missed.is_empty() && p.summarised.is_none() && p.start.len() == 1;
+            if !single {
+                rest.push(id);
+                continue;
+            }
+            let (job, t) = (slot.job.clone(), p.start[0]);
+            let admission = self.admission(&job);
+            let rec = self.instant_record(&job, t, RunStatus::Running);
+            let rec = match &admission {
+                Admission::Skip(reason) => {
+                    records::settled(rec, RunStatus::Skipped, reason.clone(), now)
+                }
+                _ => rec,
+            };
+            batch.push((job, t, admission, rec));
+        }
+        if let Some((_, t, _, _)) = batch.first() {
+            self.metrics
+                .scheduler_lag
+                .set(now.duration_since(*t).as_secs_f64().max(0.0));
+        }
+        let coord = self.coord.clone();
+        let answers = futures::future::join_all(
+            batch
+                .iter()
+                .map(|(job, t, _, rec)| coord.claim(claim_request(job, *t, rec))),
+        )
+        .await;
+        for ((job, t, admission, mut rec), res) in batch.into_iter().zip(answers) {
+            match self.claim_outcome(&job, t, &rec, res).await {
+                ClaimResult::Won(fence) => {
+                    if rec.status == RunStatus::Running {
+                        faults::hit("die_after_claim");
+                        rec.fence = Some(fence);
+                        self.launch(job.clone(), rec, t, &admission);
+                    }
+                    self.decided(&job.id, t);
+                }
+                ClaimResult::Decided => self.decided(&job.id, t),
+                ClaimResult::JobChanged => {}
+                ClaimResult::StoreFailed => self.retry_later(&job.id, now),
+            }
+        }
+        rest
     }
 
     /// Records missed instants, starts catch-ups and claims startable
@@ -557,7 +652,10 @@ impl Scheduler {
         if let Some(t) = last_missed {
             let rec = self.instant_record(job, t, RunStatus::Missed);
             let rec = records::settled(rec, RunStatus::Missed, missed_reason.clone(), now);
-            if let ClaimResult::JobChanged = self.claim(job, t, rec).await {
+            if matches!(
+                self.claim(job, t, rec).await,
+                ClaimResult::JobChanged | ClaimResult::StoreFailed
+            ) {
                 return false;
             }
         }
@@ -582,7 +680,10 @@ impl Scheduler {
         let admission = self.admission(job);
         if let Admission::Skip(reason) = &admission {
             let rec = records::settled(rec, RunStatus::Skipped, reason.clone(), now);
-            return !matches!(self.claim(job, t, rec).await, ClaimResult::JobChanged);
+            return matches!(
+                self.claim(job, t, rec).await,
+                ClaimResult::Won(_) | ClaimResult::Decided
+            );
         }
         // `started_at` stays empty until the process exists (the in-memory
         // view and the terminal record carry the real start).
@@ -594,7 +695,7 @@ impl Scheduler {
                 true
             }
             ClaimResult::Decided => true,
-            ClaimResult::JobChanged => false,
+            ClaimResult::JobChanged | ClaimResult::StoreFailed => false,
         }
     }
 
@@ -619,15 +720,22 @@ impl Scheduler {
     }
 
     async fn claim(&mut self, job: &Job, t: Timestamp, record: RunRecord) -> ClaimResult {
-        let req = ClaimRequest {
-            job_id: job.id.clone(),
-            job_revision: job.revision,
-            instant: t,
-            record: record.clone(),
-        };
-        match self.coord.claim(req).await {
+        let res = self.coord.claim(claim_request(job, t, &record)).await;
+        self.claim_outcome(job, t, &record, res).await
+    }
+
+    /// Interprets a claim's answer: announces a settled record that won,
+    /// re-reads a job that changed, counts store errors.
+    async fn claim_outcome(
+        &mut self,
+        job: &Job,
+        t: Timestamp,
+        record: &RunRecord,
+        res: crate::store::Result<ClaimOutcome>,
+    ) -> ClaimResult {
+        match res {
             Ok(ClaimOutcome::Won { fence, .. }) => {
-                self.announce(&record);
+                self.announce(record);
                 ClaimResult::Won(fence)
             }
             Ok(ClaimOutcome::Decided { .. }) => {
@@ -644,11 +752,12 @@ impl Scheduler {
                 ClaimResult::JobChanged
             }
             Err(e) => {
-                // The instant stays undecided; it is re-planned on the next
-                // wake and becomes `missed` if the store stays down too long.
+                // The instant stays undecided; it is re-planned after a
+                // short backoff and becomes `missed` if the store stays down
+                // past its start deadline.
                 self.metrics.store_errors.inc();
                 error!(job = %job.id, instant = %t, "cannot claim instant: {e}");
-                ClaimResult::JobChanged
+                ClaimResult::StoreFailed
             }
         }
     }
@@ -823,10 +932,6 @@ impl Scheduler {
                     self.exec.kill(&l.key, reason);
                 }
                 if let Some(a) = self.active.get_mut(&l.key) {
-                    if a.record.trigger == Trigger::Schedule {
-                        let latency = started.started_at.duration_since(l.at).as_secs_f64();
-                        self.metrics.fire_latency.observe(latency.max(0.0));
-                    }
                     a.record.started_at = Some(started.started_at);
                     a.record.run_as = started.user.clone();
                     write(&self.shared.active).insert(l.key.clone(), a.record.clone());
@@ -842,7 +947,7 @@ impl Scheduler {
                 rec.started_at = None;
                 warn!(run = %l.key, "run did not start: {e}");
                 let retry = matches!(e, SpawnError::Failed(_));
-                self.finish(a.job, rec, retry).await;
+                self.finish(a.job, rec, retry, None);
             }
         }
     }
@@ -855,14 +960,8 @@ impl Scheduler {
         };
         self.forget_active(&key);
         let rec = records::finished(a.record, &outcome);
-        let path = crate::exec::output_path(&self.cfg.state_dir, &key);
-        if self.finish(a.job, rec, true).await {
-            if let Err(e) = tokio::fs::remove_file(&path).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    warn!(run = %key, "cannot remove output file {}: {e}", path.display());
-                }
-            }
-        }
+        let output = crate::exec::output_path(&self.cfg.state_dir, &key);
+        self.finish(a.job, rec, true, Some(output));
     }
 
     fn forget_active(&mut self, key: &str) {
@@ -875,16 +974,57 @@ impl Scheduler {
 
     /// Writes a terminal record durably, then announces it and applies
     /// retries and one-shot completion. Returns whether it was stored.
-    async fn finish(&mut self, job: Arc<Job>, rec: RunRecord, may_retry: bool) -> bool {
-        let stored = match self.runs.write(rec.clone()).await {
-            Ok(_) => true,
+    fn finish(&mut self, job: Arc<Job>, rec: RunRecord, may_retry: bool, output: Option<PathBuf>) {
+        // Writes go to the store concurrently (group commit); the result
+        // comes back as `Recorded`, in which everything that must follow
+        // durability happens.
+        self.recording += 1;
+        let runs = self.runs.clone();
+        let tx = self.recorded_tx.clone();
+        tokio::spawn(async move {
+            let stored = runs.write(rec.clone()).await;
+            let _ = tx.send(Recorded {
+                job,
+                rec,
+                stored: stored.map(|_| ()).map_err(|e| e.to_string()),
+                may_retry,
+                output,
+            });
+        });
+    }
+
+    /// A terminal record is durable (or failed to be): announce it, remove
+    /// its output file, apply retries and one-shot completion.
+    async fn on_recorded(&mut self, r: Recorded) {
+        self.recording = self.recording.saturating_sub(1);
+        let Recorded {
+            job,
+            rec,
+            stored,
+            may_retry,
+            output,
+        } = r;
+        match stored {
+            Ok(()) => {
+                if let Some(path) = output {
+                    if let Err(e) = tokio::fs::remove_file(&path).await {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            warn!(run = %rec.record_id(), "cannot remove output file {}: {e}", path.display());
+                        }
+                    }
+                }
+            }
             Err(e) => {
+                // The output file is kept: it is the only copy of the output.
                 self.metrics.store_errors.inc();
                 error!(run = %rec.record_id(), "cannot store the run's result: {e}");
-                false
             }
-        };
+        }
         self.metrics.count_run(rec.status);
+        if let (Trigger::Schedule, Some(started)) = (rec.trigger, rec.started_at) {
+            let latency = started.duration_since(rec.scheduled_at).as_secs_f64();
+            self.metrics.fire_latency.observe(latency.max(0.0));
+        }
         info!(run = %rec.record_id(), status = %rec.status, exit_code = ?rec.exit_code, "run finished");
         self.announce(&rec);
         let current = self.jobs.get(&job.id).map(|s| s.job.clone());
@@ -893,7 +1033,7 @@ impl Scheduler {
                 if records::wants_retry(j, &rec) {
                     let at = self.clock.now() + signed(j.retry_delay.0);
                     self.queue_retry(j.clone(), rec, at);
-                    return stored;
+                    return;
                 }
             }
         }
@@ -907,7 +1047,6 @@ impl Scheduler {
                 self.complete_one_shot(&j).await;
             }
         }
-        stored
     }
 
     /// The record of the attempt after `prev` (a retry).
@@ -1214,10 +1353,11 @@ impl Scheduler {
     }
 
     async fn wait_for_runs(&mut self, deadline: tokio::time::Instant) {
-        while !self.active.is_empty() {
+        while !self.active.is_empty() || self.recording > 0 {
             tokio::select! {
                 Some(ev) = self.exec_events.recv() => self.on_exec_event(ev).await,
                 Some(l) = self.launched.recv() => self.on_launched(l).await,
+                Some(r) = self.recorded.recv() => self.on_recorded(r).await,
                 _ = tokio::time::sleep_until(deadline) => return,
             }
         }
@@ -1230,11 +1370,33 @@ enum Admission {
     Replace(Vec<String>),
 }
 
+/// The answer of a terminal write started by `finish`.
+struct Recorded {
+    job: Arc<Job>,
+    rec: RunRecord,
+    stored: Result<(), String>,
+    may_retry: bool,
+    output: Option<PathBuf>,
+}
+
 enum ClaimResult {
     Won(u64),
     Decided,
     JobChanged,
+    StoreFailed,
 }
+
+fn claim_request(job: &Job, t: Timestamp, record: &RunRecord) -> ClaimRequest {
+    ClaimRequest {
+        job_id: job.id.clone(),
+        job_revision: job.revision,
+        instant: t,
+        record: record.clone(),
+    }
+}
+
+/// Back-off before re-planning a job whose claim failed in the store.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)

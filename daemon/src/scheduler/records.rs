@@ -96,10 +96,10 @@ pub fn finished(mut r: RunRecord, o: &RunOutcome) -> RunRecord {
     r.seq = status.seq();
     r.exit_code = o.exit_code;
     r.signal = o.signal;
+    r.started_at = Some(o.started_at);
     r.finished_at = Some(o.finished_at);
-    r.duration_ms = r
-        .started_at
-        .map(|s| u64::try_from(o.finished_at.duration_since(s).as_millis()).unwrap_or(0));
+    r.duration_ms =
+        Some(u64::try_from(o.finished_at.duration_since(o.started_at).as_millis()).unwrap_or(0));
     r.output_head = String::from_utf8_lossy(&o.output_head).into_owned();
     r.output_tail = String::from_utf8_lossy(&o.output_tail).into_owned();
     r.output_bytes = o.output_bytes;
