@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use cronsun_proto::api::RunPage;
 use cronsun_proto::{RunRecord, RunStatus, Trigger};
 use cronsun_tests::daemon::encode_query;
-use cronsun_tests::{ConfigOverrides, Daemon};
+use cronsun_tests::Daemon;
 use cronsund::store::sqlite::SqliteStore;
 
 use super::api_client::Api;
@@ -33,11 +33,11 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let n_records = ctx.pick(1_000_000, 50_000);
     let requests = ctx.pick(50, 10);
 
-    let mut d = Daemon::start(
-        ConfigOverrides::new()
-            .set_str("retention", "max_age", "3650d")
-            .set("retention", "max_runs_per_job", "100000"),
-    );
+    let mut d = Daemon::start(ctx.config().set_str("retention", "max_age", "3650d").set(
+        "retention",
+        "max_runs_per_job",
+        "100000",
+    ));
     let now = Timestamp::now();
     Api::new(&d).apply(&jobs::rare(n_jobs, now)?)?;
     d.stop();
@@ -118,7 +118,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         api.timed_get(&path, 200).map(|r| r.0)
     })?;
     report.add(row(
-        format!("search 2nd page (cursor, by job), {n_records}"),
+        format!("search 2nd page (cursor, by node), {n_records}"),
         s,
         &health,
         Some(SEARCH_P99_TARGET_NS),

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 
 use cronsun_proto::{RunRecord, RunStatus};
-use cronsun_tests::{poll_until, ConfigOverrides, Daemon};
+use cronsun_tests::{poll_until, Daemon};
 
 use super::api_client::{count_by_status, fmt_counts, Api};
 use super::procstat::{CpuUse, DaemonProcs};
@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let idle_secs = ctx.pick(20, 4);
     let load_secs = ctx.pick(60, 8);
 
-    let d = Daemon::start(ConfigOverrides::new());
+    let d = Daemon::start(ctx.config());
     let pid = d.pid().context("the daemon is not running")?;
     let api = Api::new(&d);
     let procs = DaemonProcs::find(pid)?;
@@ -163,7 +163,8 @@ fn settled_runs(
     }
 }
 
-fn start_lag(runs: &[RunRecord]) -> Dist {
+/// `started_at − scheduled_at` of the records that started.
+pub fn start_lag(runs: &[RunRecord]) -> Dist {
     let mut d = Dist::new();
     for r in runs {
         if let Some(s) = r.started_at {

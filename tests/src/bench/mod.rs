@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use jiff::Timestamp;
 
+use cronsun_tests::ConfigOverrides;
+
 use report::Report;
 
 /// One section of the bench.
@@ -48,9 +50,12 @@ pub struct Options {
     pub quick: bool,
     /// Run this section only.
     pub only: Option<Section>,
+    /// `[scheduler] lead` for the daemons (default: the daemon's own).
+    pub lead: Option<String>,
 }
 
-pub const USAGE: &str = "usage: cronsun-bench [--quick] [--only fire|cpu|api]\n\
+pub const USAGE: &str =
+    "usage: cronsun-bench [--quick] [--only fire|cpu|api] [--lead <duration>]\n\
     Runs against target/<profile>/cronsund and cronsun-probe next to this binary\n\
     (or CRONSUN_TEST_BIN_DIR). Build with `cargo build --release --bins`.";
 
@@ -70,6 +75,9 @@ impl Options {
                         _ => bail!("--only {v:?}: expected fire, cpu or api"),
                     });
                 }
+                "--lead" => {
+                    o.lead = Some(args.next().context("--lead needs a duration, e.g. 20ms")?)
+                }
                 _ => bail!("unknown argument {a:?}\n{USAGE}"),
             }
         }
@@ -80,12 +88,21 @@ impl Options {
 /// What every section needs.
 pub struct Ctx {
     pub quick: bool,
+    pub lead: Option<String>,
     pub probe: PathBuf,
     /// Scratch space (sample files); removed at the end.
     pub work: tempfile::TempDir,
 }
 
 impl Ctx {
+    /// The bench's daemon config: the harness defaults plus `--lead`.
+    pub fn config(&self) -> ConfigOverrides {
+        match &self.lead {
+            Some(l) => ConfigOverrides::new().set_str("scheduler", "lead", l),
+            None => ConfigOverrides::new(),
+        }
+    }
+
     /// `full` normally, `quick` with `--quick`.
     pub fn pick<T>(&self, full: T, quick: T) -> T {
         if self.quick {
@@ -107,6 +124,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     }
     let ctx = Ctx {
         quick: opts.quick,
+        lead: opts.lead.clone(),
         probe,
         work: tempfile::Builder::new()
             .prefix("cronsun-bench-")
@@ -114,6 +132,11 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             .context("creating a scratch dir")?,
     };
     let mut report = Report::default();
+    if let Some(l) = &ctx.lead {
+        report.note(format!(
+            "daemons ran with [scheduler] lead = {l:?} (--lead)"
+        ));
+    }
     for s in Section::ALL {
         if opts.only.is_some_and(|o| o != s) {
             continue;
