@@ -120,6 +120,28 @@ pub fn count_by_status(runs: &[RunRecord]) -> BTreeMap<String, u64> {
     m
 }
 
+/// The most frequent `reason`s of records that did not succeed, with counts
+/// (reasons cut at 100 characters), most frequent first.
+pub fn top_reasons(runs: &[RunRecord], n: usize) -> Vec<(u64, String)> {
+    let mut m: BTreeMap<String, u64> = BTreeMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.status != cronsun_proto::RunStatus::Success)
+    {
+        let reason = r.reason.as_deref().unwrap_or("(no reason)");
+        let key = format!(
+            "{}: {}",
+            r.status,
+            reason.chars().take(100).collect::<String>()
+        );
+        *m.entry(key).or_insert(0) += 1;
+    }
+    let mut v: Vec<(u64, String)> = m.into_iter().map(|(k, c)| (c, k)).collect();
+    v.sort_by(|a, b| b.cmp(a));
+    v.truncate(n);
+    v
+}
+
 pub fn fmt_counts(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         return "none".into();

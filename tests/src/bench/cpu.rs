@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use cronsun_proto::{RunRecord, RunStatus};
 use cronsun_tests::{poll_until, Daemon};
 
-use super::api_client::{count_by_status, fmt_counts, Api};
+use super::api_client::{count_by_status, fmt_counts, top_reasons, Api};
 use super::procstat::{CpuUse, DaemonProcs};
 use super::report::{Report, Row, Verdict};
 use super::stats::{fmt_ratio, Dist};
@@ -20,14 +20,27 @@ const RSS_TARGET_KIB: u64 = 64 * 1024;
 
 pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let n = ctx.pick(10_000, 2_000);
+    let mut d = Daemon::start(ctx.config());
+    let (procs, idle, empty_rss) = idle_phase(ctx, &mut d, report, n)?;
+    load_phase(ctx, &d, report, n, &procs, &idle, empty_rss)?;
+    Ok(())
+}
+
+fn daemon_procs(d: &Daemon) -> anyhow::Result<DaemonProcs> {
+    DaemonProcs::find(d.pid().context("the daemon is not running")?)
+}
+
+/// Empty daemon, then `n` rare jobs loaded through the API, then the same
+/// daemon restarted on that state: CPU and RSS of each.
+fn idle_phase(
+    ctx: &Ctx,
+    d: &mut Daemon,
+    report: &mut Report,
+    n: usize,
+) -> anyhow::Result<(DaemonProcs, CpuUse, u64)> {
     let idle_secs = ctx.pick(20, 4);
-    let load_secs = ctx.pick(60, 8);
-
-    let d = Daemon::start(ctx.config());
-    let pid = d.pid().context("the daemon is not running")?;
-    let api = Api::new(&d);
-    let procs = DaemonProcs::find(pid)?;
-
+    let settle = Duration::from_secs(ctx.pick(5, 1));
+    let procs = daemon_procs(d)?;
     let empty_cpu = measure(&procs, Duration::from_secs(idle_secs / 2))?;
     let (empty_rss, _) = procs.memory_kib();
     report.add(Row {
@@ -38,10 +51,22 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         verdict: Verdict::Info,
     });
 
-    api.apply(&jobs::rare(n, Timestamp::now())?)
+    Api::new(d)
+        .apply(&jobs::rare(n, Timestamp::now())?)
         .context("loading the rare jobs")?;
-    std::thread::sleep(Duration::from_secs(ctx.pick(5, 1)));
-    let procs = DaemonProcs::find(pid)?;
+    std::thread::sleep(settle);
+    let (rss, hwm) = daemon_procs(d)?.memory_kib();
+    report.add(rss_row(
+        format!("RSS, {n} jobs just applied via API"),
+        rss,
+        hwm,
+        empty_rss,
+    ));
+
+    d.stop();
+    d.restart();
+    std::thread::sleep(settle);
+    let procs = daemon_procs(d)?;
     let idle = measure(&procs, Duration::from_secs(idle_secs))?;
     let (rss, hwm) = procs.memory_kib();
     report.add(Row {
@@ -51,8 +76,28 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         vs_baseline: format!("empty {:.3} %", empty_cpu.percent),
         verdict: Verdict::from_check(idle.percent < IDLE_CPU_TARGET),
     });
-    report.add(rss_row(format!("RSS, {n} jobs idle"), rss, hwm, empty_rss));
+    report.add(rss_row(
+        format!("RSS, {n} jobs idle (after restart)"),
+        rss,
+        hwm,
+        empty_rss,
+    ));
+    Ok((procs, idle, empty_rss))
+}
 
+/// The `n` jobs made to fire once a minute each: CPU, RSS and the runs of
+/// one window.
+fn load_phase(
+    ctx: &Ctx,
+    d: &Daemon,
+    report: &mut Report,
+    n: usize,
+    procs: &DaemonProcs,
+    idle: &CpuUse,
+    empty_rss: u64,
+) -> anyhow::Result<()> {
+    let load_secs = ctx.pick(60, 8);
+    let api = Api::new(d);
     api.apply(&jobs::spread(n)?)
         .context("loading the spread jobs")?;
     let from = whole_second_after(ctx.pick(3, 1))?;
@@ -94,6 +139,9 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         vs_baseline: String::new(),
         verdict: Verdict::from_check(success == expected && runs.len() as u64 == expected),
     });
+    for (count, reason) in top_reasons(&runs, 3) {
+        report.info("  not success", format!("{count} × {reason}"));
+    }
     report.add(Row {
         figure: format!("start lag from records at {per_s:.0} runs/s"),
         value: start_lag(&runs).summary().to_string(),
@@ -105,8 +153,9 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         "cpu: CPU = Δ(utime+stime) of /proc/<pid>/stat of the daemon's own processes (main + same-name \
          descendants; job children and cutime/cstime excluded) over the window ÷ wall time, as % of one \
          core; RSS = VmRSS (HWM = VmHWM) from /proc/<pid>/status, summed; jobs loaded by POST \
-         /api/v1/jobs/apply in batches of 1000; run counts by status from GET /api/v1/runs over the \
-         window's instants; start lag = record started_at − scheduled_at.",
+         /api/v1/jobs/apply in batches of 1000; idle figures taken after a restart on the same state (a \
+         freshly booted daemon); default [scheduler] max_concurrent_runs (256); run counts by status \
+         from GET /api/v1/runs over the window's instants; start lag = record started_at − scheduled_at.",
     );
     Ok(())
 }
