@@ -105,14 +105,15 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             Some(SEARCH_P99_TARGET_NS),
         ));
     }
+    let by_node = &shapes[2].1;
     let s = sample(requests, |i| {
-        let first: RunPage = api.get_json(&format!("/api/v1/runs?{}", shapes[0].1(i)))?;
+        let first: RunPage = api.get_json(&format!("/api/v1/runs?{}", by_node(i)))?;
         let cursor = first
             .next_cursor
             .context("the first page has no next_cursor")?;
         let path = format!(
             "/api/v1/runs?{}&cursor={}",
-            shapes[0].1(i),
+            by_node(i),
             encode_query(&cursor)
         );
         api.timed_get(&path, 200).map(|r| r.0)
