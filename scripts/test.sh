@@ -8,5 +8,5 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace -- --nocapture 2>&1 | tee target/test.log | grep -E "^(test result|running|test .* FAILED|failures:)|panicked" || true
+cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee target/test.log | grep -E "^(test result|running|test .* FAILED|failures:)|panicked" || true
 test "${PIPESTATUS[0]}" = 0

@@ -514,6 +514,11 @@ impl Daemon {
         }
     }
 
+    /// Drops the extra environment (e.g. fault points) for the next start.
+    pub fn clear_env(&mut self) {
+        self.overrides.env.clear();
+    }
+
     /// Starts the daemon again on the same state dir, config and port.
     #[track_caller]
     pub fn restart(&mut self) {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::json;
 
-use cronsun_tests::{fmt_records, job, unique_id, Daemon, MarkerGuard, RunStatus, Trigger};
+use cronsun_tests::{
+    fmt_records, job, unique_id, ConfigOverrides, Daemon, MarkerGuard, RunStatus, Trigger,
+};
 
 /// SIGKILL of the daemon (and, as on a host crash, of everything it ran)
 /// during a run; after a restart that run is `lost` and every record that
@@ -186,4 +188,49 @@ fn downtime_with_missed_once_records_missed_instants_and_runs_one_catchup() {
             r.record_id()
         );
     }
+}
+
+/// The daemon dies (fault point, debug builds) right after starting a run,
+/// while the run's process lives on in its own session and cgroup. At the
+/// restart the executor finds it by its recorded identity (pid, start time,
+/// boot id), kills it, and the run is recorded `lost`; the one-shot instant
+/// is never started again.
+#[test]
+fn dying_right_after_a_spawn_leaves_no_orphan_after_restart() {
+    let mut d = Daemon::start(ConfigOverrides::new().env("CRONSUN_FAULTS", "die_after_spawn"));
+    let m = MarkerGuard::new("orphan");
+    let id = unique_id("orphan");
+    let at = cronsun_tests::jobs::whole_seconds_from_now(2);
+    d.create_job(&job(json!({
+        "id": id,
+        "command": ["sleep", "1000"],
+        "env": m.env_json(),
+        "rules": [{ "schedule": format!("@at {at}") }],
+    })));
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("the daemon aborts at the fault point");
+    assert!(!status.success(), "aborted, not a clean exit: {status}");
+    m.wait_present(1, Duration::from_secs(5), "the run outlives its daemon");
+
+    d.clear_env();
+    d.restart();
+    let runs = d.wait_for_runs(
+        &id,
+        Duration::from_secs(20),
+        "the run recorded lost",
+        |rs| rs.iter().any(|r| r.status == RunStatus::Lost),
+    );
+    m.assert_none_left(Duration::from_secs(10), "the leftover is killed at restart");
+    assert_eq!(
+        runs.len(),
+        1,
+        "the instant is never started again:\n{}",
+        fmt_records(&runs)
+    );
+    let reason = runs[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("killed"),
+        "the record says the leftover was killed: {reason}"
+    );
 }

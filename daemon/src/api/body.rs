@@ -21,16 +21,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Failure;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Failure> {
-        let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("cannot read body: {e}"),
-                )
-            })?;
+        let body = read_body(req).await?;
         parse_json(&body).map(JsonBody)
     }
+}
+
+async fn read_body(req: Request) -> Result<axum::body::Bytes, Failure> {
+    axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read body: {e}"),
+            )
+        })
 }
 
 /// Parses JSON, naming the path of the offending field.
@@ -73,14 +77,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     type Rejection = Failure;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Failure> {
-        let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("cannot read body: {e}"),
-                )
-            })?;
+        let body = read_body(req).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }

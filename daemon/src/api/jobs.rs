@@ -234,10 +234,19 @@ pub async fn pause(
     OptionalJson(body): OptionalJson<PauseRequest>,
 ) -> ApiResult<Json<Job>> {
     let reason = body.and_then(|b| b.reason);
-    let mut job = s.stored_job(&id).await?;
+    set_paused(&s, &id, Some(reason)).await
+}
+
+/// Pauses (`Some(reason)`) or resumes (`None`) a job. Resuming moves the
+/// watermark to now: paused time is never missed.
+async fn set_paused(s: &AppState, id: &str, pause: Option<Option<String>>) -> ApiResult<Json<Job>> {
+    let mut job = s.stored_job(id).await?;
     let rev = job.revision;
-    job.paused = true;
-    job.paused_reason = reason;
+    if pause.is_none() && job.paused {
+        s.coord.set_watermark(id, s.clock.now()).await?;
+    }
+    job.paused = pause.is_some();
+    job.paused_reason = pause.flatten();
     let saved = s
         .coord
         .put_job(job, Expect::Revision(rev), s.clock.now())
@@ -247,19 +256,7 @@ pub async fn pause(
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", tag = "jobs", responses((status = 200, body = Job)))]
 pub async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
-    let mut job = s.stored_job(&id).await?;
-    let rev = job.revision;
-    if job.paused {
-        // Paused time is never missed: the watermark restarts at now.
-        s.coord.set_watermark(&id, s.clock.now()).await?;
-    }
-    job.paused = false;
-    job.paused_reason = None;
-    let saved = s
-        .coord
-        .put_job(job, Expect::Revision(rev), s.clock.now())
-        .await?;
-    Ok(Json(saved.redacted()))
+    set_paused(&s, &id, None).await
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/run", tag = "jobs", request_body = RunNowRequest,

@@ -34,7 +34,20 @@ pub async fn search(
             return Err(Failure::bad_request("limit must be between 1 and 1000").field("limit"));
         }
     }
-    Ok(Json(s.runs.search(&q).await?))
+    let mut page = s.runs.search(&q).await?;
+    // Running attempts on this node: the in-memory view is fresher.
+    for r in page
+        .runs
+        .iter_mut()
+        .filter(|r| r.status == cronsun_proto::RunStatus::Running)
+    {
+        if let Some(mut live) = s.sched.active(&r.record_id()) {
+            live.output_head.clear();
+            live.output_tail.clear();
+            *r = live;
+        }
+    }
+    Ok(Json(page))
 }
 
 async fn find(s: &AppState, id: &str) -> ApiResult<RunRecord> {

@@ -320,10 +320,13 @@ impl Config {
         if self.node.state_dir.as_os_str().is_empty() {
             return Err(err("node.state_dir", "must not be empty".into()));
         }
-        if self.node.state_dir.is_relative() {
-            // Relative to the directory the daemon was started from (development use).
-            if let Ok(cwd) = std::env::current_dir() {
-                self.node.state_dir = cwd.join(&self.node.state_dir);
+        // Relative paths are relative to the directory the daemon was started
+        // from (development use); they are made absolute once, here.
+        if let Ok(cwd) = std::env::current_dir() {
+            for p in [&mut self.node.state_dir, &mut self.web.socket] {
+                if p.is_relative() && !p.as_os_str().is_empty() {
+                    *p = cwd.join(&*p);
+                }
             }
         }
         for (i, g) in self.node.groups.iter().enumerate() {

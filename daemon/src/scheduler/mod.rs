@@ -173,6 +173,10 @@ struct JobSlot {
 struct Active {
     job: Arc<Job>,
     record: RunRecord,
+    /// A kill asked for before the executor had the process (it is sent on start).
+    kill_pending: Option<KillReason>,
+    /// Runs this one replaces; it starts when they have all ended.
+    waiting_on: Vec<String>,
 }
 
 /// Everything the scheduler task needs.
@@ -577,15 +581,13 @@ impl Scheduler {
             let rec = records::settled(rec, RunStatus::Skipped, reason.clone(), now);
             return !matches!(self.claim(job, t, rec).await, ClaimResult::JobChanged);
         }
-        rec.started_at = Some(t);
+        // `started_at` stays empty until the process exists (the in-memory
+        // view and the terminal record carry the real start).
         match self.claim(job, t, rec.clone()).await {
             ClaimResult::Won(fence) => {
                 faults::hit("die_after_claim");
                 rec.fence = Some(fence);
-                if let Admission::Replace(keys) = admission {
-                    self.replace(&keys, &rec.run_id);
-                }
-                self.launch(job.clone(), rec, t);
+                self.launch(job.clone(), rec, t, &admission);
                 true
             }
             ClaimResult::Decided => true,
@@ -596,12 +598,7 @@ impl Scheduler {
     /// Starts a run whose record is written without a claim (manual runs,
     /// retries, catch-ups): only if the write applied, so a replay after a
     /// crash never starts the same attempt twice.
-    async fn start_unclaimed(
-        &mut self,
-        job: &Arc<Job>,
-        mut rec: RunRecord,
-        now: Timestamp,
-    ) -> bool {
+    async fn start_unclaimed(&mut self, job: &Arc<Job>, rec: RunRecord, now: Timestamp) -> bool {
         match self.admission(job) {
             Admission::Skip(reason) => {
                 let rec = records::settled(rec, RunStatus::Skipped, reason, now);
@@ -609,14 +606,10 @@ impl Scheduler {
                 false
             }
             admission => {
-                rec.started_at = Some(now);
                 if !self.write(rec.clone()).await {
                     return false;
                 }
-                if let Admission::Replace(keys) = admission {
-                    self.replace(&keys, &rec.run_id);
-                }
-                self.launch(job.clone(), rec, now);
+                self.launch(job.clone(), rec, now, &admission);
                 true
             }
         }
@@ -697,7 +690,7 @@ impl Scheduler {
             if let Some(a) = self.active.get_mut(key) {
                 a.record.reason = Some(format!("replaced by {by} (concurrency = \"replace\")"));
             }
-            self.exec.kill(key, KillReason::Requested);
+            self.kill_run(key, KillReason::Requested);
         }
     }
 
@@ -738,20 +731,57 @@ impl Scheduler {
     }
 
     /// Hands a recorded run to the launcher, to start at `at`.
-    fn launch(&mut self, job: Arc<Job>, rec: RunRecord, at: Timestamp) {
+    /// Under `replace`, the runs it replaces are killed first and the start
+    /// waits until they have ended ("kill the running run, then start").
+    fn launch(&mut self, job: Arc<Job>, rec: RunRecord, at: Timestamp, admission: &Admission) {
         let key = rec.record_id();
-        let spec = self.spec(&job, &rec);
+        let waiting_on = match admission {
+            Admission::Replace(keys) => keys.clone(),
+            _ => Vec::new(),
+        };
         self.active.insert(
             key.clone(),
             Active {
                 job,
                 record: rec.clone(),
+                kill_pending: None,
+                waiting_on: waiting_on.clone(),
             },
         );
-        write(&self.shared.active).insert(key.clone(), rec);
+        write(&self.shared.active).insert(key.clone(), rec.clone());
         self.metrics
             .running
             .set(i64::try_from(self.active.len()).unwrap_or(i64::MAX));
+        if waiting_on.is_empty() {
+            self.hand_to_launcher(&key, at);
+        } else {
+            self.replace(&waiting_on, &rec.run_id);
+        }
+    }
+
+    /// Starts runs that were waiting for `ended` to end.
+    fn release_waiters(&mut self, ended: &str) {
+        let now = self.clock.now();
+        let mut ready = Vec::new();
+        for (key, a) in self.active.iter_mut() {
+            if a.waiting_on.iter().any(|k| k == ended) {
+                a.waiting_on.retain(|k| k != ended);
+                if a.waiting_on.is_empty() {
+                    ready.push(key.clone());
+                }
+            }
+        }
+        for key in ready {
+            self.hand_to_launcher(&key, now);
+        }
+    }
+
+    fn hand_to_launcher(&mut self, key: &str, at: Timestamp) {
+        let Some(a) = self.active.get(key) else {
+            return;
+        };
+        let key = key.to_string();
+        let spec = self.spec(&a.job, &a.record);
         let err = match spec {
             Ok(spec) => {
                 if self.launcher.launch(Launch { at, spec }) {
@@ -769,17 +799,31 @@ impl Scheduler {
         });
     }
 
+    /// Kills an active run, or remembers the kill until its process exists.
+    fn kill_run(&mut self, key: &str, reason: KillReason) {
+        if !self.exec.kill(key, reason) {
+            if let Some(a) = self.active.get_mut(key) {
+                a.kill_pending = Some(reason);
+            }
+        }
+    }
+
     async fn on_launched(&mut self, l: Launched) {
         match l.result {
             Ok(started) => {
                 faults::hit("die_after_spawn");
-                let latency = started
-                    .started_at
-                    .duration_since(l.at)
-                    .as_secs_f64()
-                    .max(0.0);
-                self.metrics.fire_latency.observe(latency);
+                if let Some(reason) = self
+                    .active
+                    .get_mut(&l.key)
+                    .and_then(|a| a.kill_pending.take())
+                {
+                    self.exec.kill(&l.key, reason);
+                }
                 if let Some(a) = self.active.get_mut(&l.key) {
+                    if a.record.trigger == Trigger::Schedule {
+                        let latency = started.started_at.duration_since(l.at).as_secs_f64();
+                        self.metrics.fire_latency.observe(latency.max(0.0));
+                    }
                     a.record.started_at = Some(started.started_at);
                     a.record.run_as = started.user.clone();
                     write(&self.shared.active).insert(l.key.clone(), a.record.clone());
@@ -819,6 +863,7 @@ impl Scheduler {
     }
 
     fn forget_active(&mut self, key: &str) {
+        self.release_waiters(key);
         write(&self.shared.active).remove(key);
         self.metrics
             .running
@@ -862,6 +907,19 @@ impl Scheduler {
         stored
     }
 
+    /// The record of the attempt after `prev` (a retry).
+    fn next_attempt(&self, job: &Job, prev: &RunRecord, status: RunStatus) -> RunRecord {
+        records::new_record(
+            job,
+            &self.node,
+            prev.run_id.clone(),
+            prev.attempt + 1,
+            Trigger::Retry,
+            prev.scheduled_at,
+            status,
+        )
+    }
+
     fn queue_retry(&mut self, job: Arc<Job>, prev: RunRecord, at: Timestamp) {
         let key = prev.record_id();
         self.retries.push(Reverse((at, key.clone())));
@@ -876,15 +934,7 @@ impl Scheduler {
             return;
         };
         if job.paused || self.global_paused {
-            let rec = records::new_record(
-                &job,
-                &self.node,
-                prev.run_id,
-                prev.attempt + 1,
-                Trigger::Retry,
-                prev.scheduled_at,
-                RunStatus::Skipped,
-            );
+            let rec = self.next_attempt(&job, &prev, RunStatus::Skipped);
             self.write(records::settled(
                 rec,
                 RunStatus::Skipped,
@@ -997,6 +1047,14 @@ impl Scheduler {
     }
 
     async fn run_now(&mut self, job_id: &str) -> Result<String, RequestError> {
+        if !self.jobs.contains_key(job_id) {
+            // Created a moment ago: the change feed may not have brought it yet.
+            match self.coord.get_job(job_id).await {
+                Ok(Some(j)) => self.put_job(j).await,
+                Ok(None) => {}
+                Err(e) => return Err(RequestError::Unavailable(e.to_string())),
+            }
+        }
         let job = self
             .jobs
             .get(job_id)
@@ -1008,7 +1066,7 @@ impl Scheduler {
             )));
         }
         let now = self.clock.now();
-        let request = format!("{}{:04x}", ids::instant_key(now), rand::random::<u16>());
+        let request = format!("{}-{:04x}", ids::instant_key(now), rand::random::<u16>());
         let run_id = ids::manual_run_id(job_id, &request);
         let rec = records::new_record(
             &job,
@@ -1039,9 +1097,8 @@ impl Scheduler {
                 .map(|(k, _)| k.clone())
         };
         if let Some(key) = key {
-            if self.exec.kill(&key, KillReason::Requested) {
-                return Ok(());
-            }
+            self.kill_run(&key, KillReason::Requested);
+            return Ok(());
         }
         match self.runs.get(id).await {
             Ok(Some(r)) if r.status.is_final() => Err(RequestError::Conflict(format!(
@@ -1104,7 +1161,7 @@ impl Scheduler {
             );
             let keys: Vec<String> = self.active.keys().cloned().collect();
             for key in keys {
-                self.exec.kill(&key, KillReason::Shutdown);
+                self.kill_run(&key, KillReason::Shutdown);
             }
             let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
             self.wait_for_runs(deadline).await;
@@ -1114,15 +1171,7 @@ impl Scheduler {
         let pending: Vec<(Arc<Job>, RunRecord)> =
             self.pending_retries.drain().map(|(_, v)| v).collect();
         for (job, prev) in pending {
-            let rec = records::new_record(
-                &job,
-                &self.node,
-                prev.run_id,
-                prev.attempt + 1,
-                Trigger::Retry,
-                prev.scheduled_at,
-                RunStatus::Missed,
-            );
+            let rec = self.next_attempt(&job, &prev, RunStatus::Missed);
             self.write(records::settled(
                 rec,
                 RunStatus::Missed,

@@ -131,8 +131,17 @@ mod tests {
     #[test]
     fn on_time_instant_starts() {
         let s = sched("* * * * *");
-        let p = plan(&input(&s, "2026-01-01T10:00:00Z", "2026-01-01T10:00:59.996Z", Missed::Skip));
-        assert_eq!(p.start, vec![ts("2026-01-01T10:01:00Z")], "claimed within lead");
+        let p = plan(&input(
+            &s,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:00:59.996Z",
+            Missed::Skip,
+        ));
+        assert_eq!(
+            p.start,
+            vec![ts("2026-01-01T10:01:00Z")],
+            "claimed within lead"
+        );
         assert!(p.missed.is_empty() && p.catchup.is_empty());
         assert_eq!(p.decided_through, Some(ts("2026-01-01T10:01:00Z")));
     }
@@ -140,7 +149,12 @@ mod tests {
     #[test]
     fn nothing_due_decides_nothing() {
         let s = sched("* * * * *");
-        let p = plan(&input(&s, "2026-01-01T10:00:00Z", "2026-01-01T10:00:30Z", Missed::All));
+        let p = plan(&input(
+            &s,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:00:30Z",
+            Missed::All,
+        ));
         assert_eq!(p, DuePlan::default());
     }
 
@@ -148,44 +162,86 @@ mod tests {
     fn downtime_is_missed_newest_kept_older_summarised() {
         let s = sched("* * * * *");
         // Down from 10:00 to 10:10:30: 10:01..10:09 are past the 60 s deadline, 10:10 is not.
-        let p = plan(&input(&s, "2026-01-01T10:00:00Z", "2026-01-01T10:10:30Z", Missed::Once));
+        let p = plan(&input(
+            &s,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:10:30Z",
+            Missed::Once,
+        ));
         assert_eq!(p.start, vec![ts("2026-01-01T10:10:00Z")]);
         assert_eq!(
             p.missed,
-            vec![ts("2026-01-01T10:07:00Z"), ts("2026-01-01T10:08:00Z"), ts("2026-01-01T10:09:00Z")]
+            vec![
+                ts("2026-01-01T10:07:00Z"),
+                ts("2026-01-01T10:08:00Z"),
+                ts("2026-01-01T10:09:00Z")
+            ]
         );
         assert_eq!(
             p.summarised,
             Some((6, ts("2026-01-01T10:01:00Z"), ts("2026-01-01T10:06:00Z")))
         );
-        assert_eq!(p.catchup, vec![ts("2026-01-01T10:09:00Z")], "once: the newest missed");
+        assert_eq!(
+            p.catchup,
+            vec![ts("2026-01-01T10:09:00Z")],
+            "once: the newest missed"
+        );
     }
 
     #[test]
     fn missed_all_catches_up_oldest_first_and_skip_none() {
         let s = sched("* * * * *");
-        let p = plan(&input(&s, "2026-01-01T10:00:00Z", "2026-01-01T10:04:30Z", Missed::All));
+        let p = plan(&input(
+            &s,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:04:30Z",
+            Missed::All,
+        ));
         assert_eq!(p.catchup, p.missed);
         assert!(p.catchup.windows(2).all(|w| w[0] < w[1]));
-        let p = plan(&input(&s, "2026-01-01T10:00:00Z", "2026-01-01T10:04:30Z", Missed::Skip));
+        let p = plan(&input(
+            &s,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:04:30Z",
+            Missed::Skip,
+        ));
         assert!(p.catchup.is_empty() && !p.missed.is_empty());
     }
 
     #[test]
     fn days_of_per_second_downtime_stay_bounded() {
         let s = sched("* * * * * *");
-        let p = plan(&input(&s, "2026-01-01T00:00:00Z", "2026-01-04T00:00:00Z", Missed::Once));
+        let p = plan(&input(
+            &s,
+            "2026-01-01T00:00:00Z",
+            "2026-01-04T00:00:00Z",
+            Missed::Once,
+        ));
         assert_eq!(p.missed.len(), 3);
         let (n, first, _) = p.summarised.expect("summary");
         assert!(n >= 200_000, "counted {n}");
         assert_eq!(first, ts("2026-01-01T00:00:01Z"));
-        assert_eq!(p.start.len(), 61, "the last 60 s are still startable: {:?}", p.start.len());
+        assert_eq!(
+            p.start.len(),
+            61,
+            "the last 60 s are still startable: {:?}",
+            p.start.len()
+        );
     }
 
     #[test]
     fn default_deadline_is_period_capped_at_five_minutes() {
-        assert_eq!(default_start_deadline(&sched("* * * * * *")), Duration::from_secs(1));
-        assert_eq!(default_start_deadline(&sched("*/2 * * * *")), Duration::from_secs(120));
-        assert_eq!(default_start_deadline(&sched("0 3 * * *")), Duration::from_secs(300));
+        assert_eq!(
+            default_start_deadline(&sched("* * * * * *")),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            default_start_deadline(&sched("*/2 * * * *")),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            default_start_deadline(&sched("0 3 * * *")),
+            Duration::from_secs(300)
+        );
     }
 }
