@@ -144,7 +144,7 @@ fn load_phase(
     }
     report.add(Row {
         figure: format!("start lag from records at {per_s:.0} runs/s"),
-        value: start_lag(&runs).summary().to_string(),
+        value: start_lag(&runs),
         target: "—".into(),
         vs_baseline: String::new(),
         verdict: Verdict::Info,
@@ -212,13 +212,21 @@ fn settled_runs(
     }
 }
 
-/// `started_at − scheduled_at` of the records that started.
-pub fn start_lag(runs: &[RunRecord]) -> Dist {
+/// `started_at − scheduled_at` of the records that have a start time, and
+/// how many final records that ran (not skipped or missed) lack one.
+pub fn start_lag(runs: &[RunRecord]) -> String {
     let mut d = Dist::new();
+    let mut without = 0;
     for r in runs {
-        if let Some(s) = r.started_at {
-            d.record_ns(s.as_nanosecond() - r.scheduled_at.as_nanosecond());
+        match r.started_at {
+            Some(s) => d.record_ns(s.as_nanosecond() - r.scheduled_at.as_nanosecond()),
+            None if !matches!(r.status, RunStatus::Skipped | RunStatus::Missed) => without += 1,
+            None => {}
         }
     }
-    d
+    let mut out = d.summary().to_string();
+    if without > 0 {
+        out.push_str(&format!(" [{without} ran without started_at]"));
+    }
+    out
 }

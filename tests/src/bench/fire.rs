@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         });
         report.info(
             format!("  daemon-side: record started_at − instant, {n}"),
-            lag.to_string(),
+            lag,
         );
     }
     report.note(
@@ -97,7 +97,7 @@ fn floor_case(ctx: &Ctx, n: usize, secs: u32) -> anyhow::Result<Samples> {
 
 /// The probe's samples, and the daemon's own view: `started_at` (taken
 /// when the executor's spawn returned) minus the instant, from the records.
-fn cronsun_case(ctx: &Ctx, api: &Api, n: usize, secs: u32) -> anyhow::Result<(Samples, Summary)> {
+fn cronsun_case(ctx: &Ctx, api: &Api, n: usize, secs: u32) -> anyhow::Result<(Samples, String)> {
     let file = ctx.work.path().join(format!("cronsun-{n}.samples"));
     let jobs = jobs::probes(&format!("fire{n}"), n, &ctx.probe, &file)?;
     api.apply(&jobs).context("loading the probe jobs")?;
@@ -113,6 +113,6 @@ fn cronsun_case(ctx: &Ctx, api: &Api, n: usize, secs: u32) -> anyhow::Result<(Sa
             .filter(|s| s.count >= expected)
     });
     api.delete_jobs(jobs.iter().map(|j| j.id.as_str()))?;
-    let lag = start_lag(&api.runs_between(from, until)?).summary();
+    let lag = start_lag(&api.runs_between(from, until)?);
     Ok((samples::read(&file, from, until)?, lag))
 }
