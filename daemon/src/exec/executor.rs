@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -70,6 +71,8 @@ struct Inner {
     devnull: OwnedFd,
     cgroups: Option<Cgroups>,
     runs: Mutex<HashMap<String, Arc<RunHandle>>>,
+    /// Set once `clone3(CLONE_INTO_CGROUP)` failed: the kernel lacks it.
+    no_clone3: std::sync::atomic::AtomicBool,
 }
 
 /// How the executor isolates runs; tests force the fallbacks.
@@ -154,6 +157,7 @@ impl LocalExecutor {
                 devnull,
                 cgroups,
                 runs: Mutex::new(HashMap::new()),
+                no_clone3: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -195,15 +199,32 @@ impl LocalExecutor {
                 .ok()
         });
         let devnull = inner.devnull.as_fd();
-        let procs = cgroup.as_ref().map(|c| c.procs()).unwrap_or_default();
-        let child = match spawn::fork_exec(&prepared, devnull, &procs) {
-            Err(StartError::Cgroup(why)) => {
-                tracing::warn!(key = %spec.key, error = %why, "run goes without its own cgroup");
-                if let Some(cg) = cgroup.take() {
-                    cg.remove();
-                }
-                spawn::fork_exec(&prepared, devnull, &[])
+        let into = cgroup.as_ref().and_then(|c| c.v2_dir());
+        let first = match (into, &cgroup) {
+            (Some(dir), Some(c)) if !inner.no_clone3.load(Ordering::Relaxed) => {
+                spawn::fork_exec(&prepared, devnull, Some(dir), &c.v1_procs())
             }
+            _ => Err(StartError::Cgroup(String::new())),
+        };
+        let child = match first {
+            Err(StartError::Cgroup(why)) if cgroup.is_some() => {
+                if !why.is_empty() {
+                    inner.no_clone3.store(true, Ordering::Relaxed);
+                    tracing::warn!(error = %why, "cannot clone into cgroups; runs join their cgroup after the clone (slower starts)");
+                }
+                let procs = cgroup.as_ref().map(|c| c.procs()).unwrap_or_default();
+                match spawn::fork_exec(&prepared, devnull, None, &procs) {
+                    Err(StartError::Cgroup(why)) => {
+                        tracing::warn!(key = %spec.key, error = %why, "run goes without its own cgroup");
+                        if let Some(cg) = cgroup.take() {
+                            cg.remove();
+                        }
+                        spawn::fork_exec(&prepared, devnull, None, &[])
+                    }
+                    other => other,
+                }
+            }
+            Err(StartError::Cgroup(_)) => spawn::fork_exec(&prepared, devnull, None, &[]),
             other => other,
         };
         let child = match child {

@@ -109,9 +109,16 @@ const CHILD_STACK: usize = 128 << 10;
 
 /// Starts `p`; the child first moves itself into the groups whose open
 /// `cgroup.procs` files are `cgroup_procs`.
+///
+/// With `into` (a cgroup v2 folder) the child is created inside that group by
+/// `clone3(CLONE_INTO_CGROUP)`, a fork that does not share memory: migrating
+/// a process costs an RCU grace period (~10 ms here), cloning into a group
+/// costs nothing extra. Without it, the memory-sharing vfork-style clone is
+/// used and the child joins its groups itself.
 pub(crate) fn fork_exec(
     p: &Prepared,
     devnull: BorrowedFd<'_>,
+    into: Option<BorrowedFd<'_>>,
     cgroup_procs: &[BorrowedFd<'_>],
 ) -> Result<Child, StartError> {
     let io_err =
@@ -120,13 +127,16 @@ pub(crate) fn fork_exec(
     let procs: Vec<libc::c_int> = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let argv = null_terminated(&p.argv);
     let envp = null_terminated(&p.envp);
+    // The child reports a failure here; with clone3 (no shared memory) the
+    // slot is a shared mapping.
+    let shared = SharedSlot::new().map_err(|e| io_err("mapping the status slot", e))?;
     let ctx = ChildCtx {
         p,
         argv: &argv,
         envp: &envp,
         devnull: devnull.as_raw_fd(),
         out: out_w.as_raw_fd(),
-        result: AtomicU64::new(NO_FAILURE),
+        result: shared.slot(),
         cgroup_procs: &procs,
         host: HostDefaults::get(),
     };
@@ -148,18 +158,28 @@ pub(crate) fn fork_exec(
     // exited, so ctx, p, argv, envp and the child stack outlive every use.
     // The child runs on its own stack and writes no shared memory except the
     // errno slot of this (suspended) thread.
-    let pid = unsafe {
-        libc::clone(
-            child_entry,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&ctx as *const ChildCtx<'_>).cast_mut().cast(),
-        )
+    let pid = match into {
+        // SAFETY: see clone_into.
+        Some(dir) => unsafe { clone_into(&ctx, dir.as_raw_fd()) },
+        None => unsafe {
+            libc::clone(
+                child_entry,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&ctx as *const ChildCtx<'_>).cast_mut().cast(),
+            )
+        },
     };
     let clone_err = io::Error::last_os_error();
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     drop(stack);
     if pid < 0 {
+        if into.is_some() {
+            // No clone3 or no CLONE_INTO_CGROUP here: the caller falls back.
+            return Err(StartError::Cgroup(format!(
+                "clone3 into the run's cgroup: {clone_err}"
+            )));
+        }
         return Err(io_err("clone", clone_err));
     }
     drop(out_w);
@@ -220,7 +240,94 @@ struct ChildCtx<'a> {
     cgroup_procs: &'a [libc::c_int],
     host: &'a HostDefaults,
     /// `NO_FAILURE`, or the failed step (high half) and errno (low half).
-    result: AtomicU64,
+    result: &'a AtomicU64,
+}
+
+/// One `AtomicU64` in a shared anonymous mapping, visible to a forked child.
+struct SharedSlot(*mut AtomicU64);
+
+impl SharedSlot {
+    fn new() -> io::Result<SharedSlot> {
+        // SAFETY: a fresh anonymous shared mapping of one page; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let slot = ptr.cast::<AtomicU64>();
+        // SAFETY: the page is writable, page-aligned and ours alone.
+        unsafe { slot.write(AtomicU64::new(NO_FAILURE)) };
+        Ok(SharedSlot(slot))
+    }
+
+    fn slot(&self) -> &AtomicU64 {
+        // SAFETY: initialised in new(); lives until drop.
+        unsafe { &*self.0 }
+    }
+}
+
+impl Drop for SharedSlot {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new(), unmapped once.
+        unsafe { libc::munmap(self.0.cast(), 4096) };
+    }
+}
+
+/// `clone_args` of `clone3(2)` (the fields up to `cgroup`, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks (no shared memory, the parent suspended until exec as with vfork)
+/// a child born in the cgroup `dir`, which runs `child_main`.
+///
+/// # Safety
+/// As for a `fork` in a multi-threaded process: the child runs only
+/// `child_main`, which makes async-signal-safe system calls on memory built
+/// before the clone; all signals must be blocked by the caller.
+unsafe fn clone_into(ctx: &ChildCtx<'_>, dir: libc::c_int) -> libc::pid_t {
+    let args = CloneArgs {
+        flags: libc::CLONE_VFORK as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: args is a valid clone_args of the size passed; without a stack
+    // the child continues here on a copy of this stack, like fork.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: we are the child; see the function's contract.
+        unsafe { child_main(ctx) }
+    }
+    pid as libc::pid_t
 }
 
 const NO_FAILURE: u64 = u64::MAX;

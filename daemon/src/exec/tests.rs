@@ -731,7 +731,7 @@ fn spawn_breakdown() {
     let (mut t, mut u) = (Vec::new(), Vec::new());
     for _ in 0..300 {
         let t0 = Instant::now();
-        let c = spawn::fork_exec(&p, std::os::fd::AsFd::as_fd(&devnull), &[])
+        let c = spawn::fork_exec(&p, std::os::fd::AsFd::as_fd(&devnull), None, &[])
             .map_err(|e| format!("{e:?}"))
             .expect("fork");
         t.push(t0.elapsed());

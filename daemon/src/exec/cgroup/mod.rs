@@ -291,6 +291,17 @@ impl RunCgroup {
         p
     }
 
+    /// The v2 group's folder: a child cloned into it (`CLONE_INTO_CGROUP`)
+    /// is born there, with no migration (and no RCU grace period) to wait for.
+    pub(crate) fn v2_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.v2.as_ref().map(|g| g.dir())
+    }
+
+    /// The open v1 `cgroup.procs` files (joined by the child itself).
+    pub(crate) fn v1_procs(&self) -> Vec<BorrowedFd<'_>> {
+        self.v1.as_ref().map(|g| g.procs()).unwrap_or_default()
+    }
+
     /// The open `cgroup.procs` files: a process writing `0` joins the group.
     pub(crate) fn procs(&self) -> Vec<BorrowedFd<'_>> {
         let mut fds: Vec<BorrowedFd<'_>> = self.v2.iter().map(|g| g.procs()).collect();

@@ -6,6 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{create_group, ensure_dir, keyed, read_pids, single, write_file, Controllers};
@@ -71,9 +72,14 @@ impl Root {
         let procs = OpenOptions::new()
             .write(true)
             .open(path.join("cgroup.procs"))?;
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)?;
         Ok(Run {
             path: path.to_path_buf(),
             procs,
+            dir,
             root: self.clone(),
         })
     }
@@ -93,6 +99,8 @@ impl Root {
 pub(crate) struct Run {
     path: PathBuf,
     procs: File,
+    /// The group's folder, for `clone3(CLONE_INTO_CGROUP)`.
+    dir: File,
     root: Root,
 }
 
@@ -103,6 +111,10 @@ impl Run {
 
     pub(crate) fn procs(&self) -> BorrowedFd<'_> {
         self.procs.as_fd()
+    }
+
+    pub(crate) fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
     }
 
     pub(crate) fn controllers(&self) -> Controllers {
