@@ -19,6 +19,7 @@ use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
 use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
 
@@ -50,13 +51,36 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         SqliteStore::open(&db)
             .with_context(|| format!("cannot open the store {}", db.display()))?,
     );
-    let coord: Arc<dyn CoordStore> = store.clone();
-    let runs: Arc<dyn RunStore> = store.clone();
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = Retention {
+        max_age: Some(cfg.retention.max_age.0),
+        max_per_job: Some(cfg.retention.max_runs_per_job),
+    };
+    // With [mongodb], run records go through the spool in the same SQLite
+    // file to MongoDB; jobs and watermarks stay in SQLite (DESIGN §1).
+    let mongo = match &cfg.mongodb {
+        None => None,
+        Some(m) => Some(
+            MongoRunStore::start(
+                store.clone(),
+                m,
+                retention,
+                metrics.clone(),
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot set up the MongoDB run store: {e}"))?,
+        ),
+    };
+    let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match &mongo {
+        None => (store.clone(), store.clone()),
+        Some(m) => (Arc::new(m.coord()), m.clone()),
+    };
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
     let exec = Executor::new(cfg.exec_policy(), &state_dir, exec_tx)
         .context("cannot start the executor")?;
-    let metrics = Metrics::new();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
             lead: cfg.scheduler.lead.0,
@@ -96,7 +120,6 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         token: TokenCheck::new(&token),
         state_dir: state_dir.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
 
     let tcp = TcpListener::bind(cfg.web.listen)
@@ -118,16 +141,17 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         )));
         info!(socket = %sock.display(), "local API socket ready");
     }
-    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), "cronsund ready (standalone)");
+    let run_store = cfg.mongodb.as_ref().map_or_else(
+        || "sqlite".to_string(),
+        |m| format!("mongodb {} (database {})", m.redacted_uri(), m.database),
+    );
+    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready (standalone)");
 
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
     let retention_task = tokio::spawn(retention_loop(
         runs,
         clock.clone(),
-        Retention {
-            max_age: Some(cfg.retention.max_age.0),
-            max_per_job: Some(cfg.retention.max_runs_per_job),
-        },
+        retention,
         stop_rx.clone(),
     ));
     notify_ready(&handle);
@@ -140,6 +164,9 @@ pub async fn run(cfg: Config, config_path: &Path, clock: Clock) -> anyhow::Resul
         error!("scheduler task failed: {e}");
     }
     let _ = retention_task.await;
+    if let Some(m) = &mongo {
+        m.stopped().await;
+    }
     let _ = http_stop_tx.send(true);
     for s in servers {
         let _ = s.await;
