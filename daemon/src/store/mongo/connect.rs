@@ -78,16 +78,15 @@ pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::
     db.collection::<Document>("stats_daily")
         .create_index(index(doc! {"job_id": 1, "day": 1}, "by_job_day"))
         .await?;
-    let existing = db.list_collection_names().await?;
+    // Created explicitly (not by a first write) so operators see them; no
+    // listCollections first: FerretDB 1.24 can fail on it (see ARCHITECTURE).
     for c in ["latest", "audit"] {
-        if !existing.iter().any(|n| n == c) {
-            match db.create_collection(c).await {
-                Ok(()) => {}
-                // NamespaceExists: created meanwhile.
-                Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) =>
-                    {}
-                Err(e) => return Err(e),
-            }
+        match db.create_collection(c).await {
+            Ok(()) => {}
+            // NamespaceExists.
+            Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) =>
+                {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

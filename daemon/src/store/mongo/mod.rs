@@ -184,7 +184,12 @@ impl RunStore for MongoRunStore {
 
     async fn get(&self, id: &str) -> Result<Option<RunRecord>> {
         let spooled = self.spool.spool_newest(id).await?;
-        let stored = query::get(&self.db, id).await?;
+        let stored = match query::get(&self.db, id).await {
+            Ok(s) => s,
+            // MongoDB down: a record still in the spool is still readable.
+            Err(_) if spooled.is_some() => None,
+            Err(e) => return Err(e),
+        };
         Ok(match (spooled, stored) {
             (Some(a), Some(b)) => Some(if (a.attempt, a.seq) >= (b.attempt, b.seq) {
                 a

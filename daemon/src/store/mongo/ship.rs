@@ -16,6 +16,9 @@ use super::{apply, connect, ShipParts};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest a batch (or the start-up ping and index creation) may take
+/// before it counts as failed and is retried: a hung server is "down".
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Spool metrics are refreshed at least this often when idle.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -30,11 +33,13 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
             return;
         }
         if !ready {
-            let r = async {
+            let r = tokio::time::timeout(CALL_TIMEOUT, async {
                 connect::ping(&p.db).await?;
                 connect::ensure_indexes(&p.db).await
-            }
-            .await;
+            })
+            .await
+            .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
             match r {
                 Ok(()) => {
                     ready = true;
@@ -43,7 +48,8 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
                     down = None;
                 }
                 Err(e) => {
-                    report_down(&p, &mut down, format!("{e}"));
+                    refresh_spool_metrics(&p, &mut last_drops).await;
+                    report_down(&p, &mut down, e);
                     if wait(&mut stop, &p, backoff).await {
                         return;
                     }
@@ -70,7 +76,15 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let t0 = Instant::now();
-        match apply::apply_batch(&p.db, &entries, p.max_age).await {
+        let applied =
+            tokio::time::timeout(CALL_TIMEOUT, apply::apply_batch(&p.db, &entries, p.max_age))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(apply::ShipError(format!(
+                        "no answer within {CALL_TIMEOUT:?}"
+                    )))
+                });
+        match applied {
             Ok(done) => {
                 let positions = entries.iter().map(|e| e.pos).collect();
                 if let Err(e) = p.spool.spool_ack(positions).await {

@@ -383,20 +383,30 @@ pub(super) fn running_on(conn: &Connection, node: &str) -> Result<Vec<RunRecord>
         .collect()
 }
 
-/// The newest spooled (not yet shipped) write of a record.
-pub(super) fn newest(conn: &Connection, record_id: &str) -> Result<Option<RunRecord>> {
-    conn.prepare_cached(
-        "SELECT pos, body FROM spool WHERE record_id = ?1 ORDER BY seq DESC LIMIT 1",
-    )
-    .and_then(|mut s| {
-        s.query_row([record_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+/// The newest spooled (not yet shipped) write of a record; `id` may also be
+/// a bare run id (then its latest attempt).
+pub(super) fn newest(conn: &Connection, id: &str) -> Result<Option<RunRecord>> {
+    let rows: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT pos, body FROM spool
+             WHERE record_id = ?1 OR (record_id > ?1 || '#' AND record_id < ?1 || '$')",
+        )
+        .and_then(|mut s| {
+            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .optional()
-    })
-    .map_err(backend("spool: read record"))?
-    .map(|(pos, body)| decode(pos, &body))
-    .transpose()
+        .map_err(backend("spool: read record"))?;
+    let mut best: Option<RunRecord> = None;
+    for (pos, body) in rows {
+        let rec = decode(pos, &body)?;
+        if best
+            .as_ref()
+            .is_none_or(|b| (rec.attempt, rec.seq) > (b.attempt, b.seq))
+        {
+            best = Some(rec);
+        }
+    }
+    Ok(best)
 }
 
 impl SqliteStore {
