@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
 use crate::privsep::{self, notify};
 use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
 
@@ -75,8 +76,32 @@ async fn run_with(
         SqliteStore::open(&db)
             .with_context(|| format!("cannot open the store {}", db.display()))?,
     );
-    let coord: Arc<dyn CoordStore> = store.clone();
-    let runs: Arc<dyn RunStore> = store.clone();
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = Retention {
+        max_age: Some(cfg.retention.max_age.0),
+        max_per_job: Some(cfg.retention.max_runs_per_job),
+    };
+    // With [mongodb], run records go through the spool in the same SQLite
+    // file to MongoDB; jobs and watermarks stay in SQLite (DESIGN §1).
+    let mongo = match &cfg.mongodb {
+        None => None,
+        Some(m) => Some(
+            MongoRunStore::start(
+                store.clone(),
+                m,
+                retention,
+                metrics.clone(),
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot set up the MongoDB run store: {e}"))?,
+        ),
+    };
+    let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match &mongo {
+        None => (store.clone(), store.clone()),
+        Some(m) => (Arc::new(m.coord()), m.clone()),
+    };
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
     let forward_tx = exec_tx.clone();
@@ -97,7 +122,6 @@ async fn run_with(
             Executor::Remote(client)
         }
     };
-    let metrics = Metrics::new();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
             lead: cfg.scheduler.lead.0,
@@ -138,8 +162,7 @@ async fn run_with(
         token: TokenCheck::new(&token),
         state_dir: state_dir.clone(),
     };
-    let metrics_for_status = metrics;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_for_status = metrics.clone();
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
 
     let tcp = TcpListener::bind(cfg.web.listen)
@@ -161,16 +184,17 @@ async fn run_with(
         )));
         info!(socket = %sock.display(), "local API socket ready");
     }
-    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), "cronsund ready (standalone)");
+    let run_store = cfg.mongodb.as_ref().map_or_else(
+        || "sqlite".to_string(),
+        |m| format!("mongodb {} (database {})", m.redacted_uri(), m.database),
+    );
+    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready (standalone)");
 
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
     let retention_task = tokio::spawn(retention_loop(
         runs,
         clock.clone(),
-        Retention {
-            max_age: Some(cfg.retention.max_age.0),
-            max_per_job: Some(cfg.retention.max_runs_per_job),
-        },
+        retention,
         stop_rx.clone(),
     ));
     notify_ready(&handle);
@@ -187,6 +211,9 @@ async fn run_with(
     let _ = retention_task.await;
     if let Some(t) = adopt_task {
         t.abort();
+    }
+    if let Some(m) = &mongo {
+        m.stopped().await;
     }
     let _ = http_stop_tx.send(true);
     for s in servers {

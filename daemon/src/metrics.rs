@@ -35,6 +35,24 @@ pub struct Metrics {
     pub scheduler_lag: Gauge<f64, AtomicU64>,
     pub clock_steps: Family<DirectionLabel, Counter>,
     pub store_errors: Counter,
+    /// Run-record writes waiting in the spool, and their bytes (MongoDB mode).
+    pub spool_depth: Gauge,
+    pub spool_bytes: Gauge,
+    /// Spool → MongoDB batch latency, seconds.
+    pub ship_latency: Histogram,
+    pub ship_errors: Counter,
+    /// Writes that created or advanced a record in MongoDB.
+    pub shipped: Counter,
+    /// What the full spool shed, by reason (`output`, `success_all`).
+    pub spool_drops: Family<ReasonLabel, Counter>,
+    /// 1 while the MongoDB run store answers, 0 while it does not.
+    pub run_store_up: Gauge,
+    pub lost_reappeared: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -80,8 +98,64 @@ impl Metrics {
             "Failed store operations",
             store_errors.clone(),
         );
+        let spool_depth = Gauge::default();
+        registry.register(
+            "spool_records",
+            "Run-record writes waiting in the spool for MongoDB",
+            spool_depth.clone(),
+        );
+        let spool_bytes = Gauge::default();
+        registry.register(
+            "spool_bytes",
+            "Bytes of run-record writes waiting in the spool",
+            spool_bytes.clone(),
+        );
+        let ship_latency = Histogram::new(exponential_buckets(0.000_5, 2.0, 16));
+        registry.register(
+            "ship_latency_seconds",
+            "Time to apply one spooled batch to MongoDB",
+            ship_latency.clone(),
+        );
+        let ship_errors = Counter::default();
+        registry.register(
+            "ship_errors",
+            "Spooled batches MongoDB failed to take (retried)",
+            ship_errors.clone(),
+        );
+        let shipped = Counter::default();
+        registry.register(
+            "shipped_records",
+            "Run-record writes applied to MongoDB",
+            shipped.clone(),
+        );
+        let spool_drops = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "spool_drops",
+            "What the full spool shed, by reason",
+            spool_drops.clone(),
+        );
+        let run_store_up = Gauge::default();
+        registry.register(
+            "run_store_up",
+            "1 while the MongoDB run store answers",
+            run_store_up.clone(),
+        );
+        let lost_reappeared = Counter::default();
+        registry.register(
+            "lost_runs_reappeared",
+            "Runs recorded lost that later reported a result",
+            lost_reappeared.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            spool_depth,
+            spool_bytes,
+            ship_latency,
+            ship_errors,
+            shipped,
+            spool_drops,
+            run_store_up,
+            lost_reappeared,
             runs,
             fire_latency,
             running,
@@ -98,6 +172,16 @@ impl Metrics {
                 status: status.as_str().to_string(),
             })
             .inc();
+    }
+
+    pub fn count_spool_drops(&self, reason: &str, n: u64) {
+        if n > 0 {
+            self.spool_drops
+                .get_or_create(&ReasonLabel {
+                    reason: reason.to_string(),
+                })
+                .inc_by(n);
+        }
     }
 
     /// The text exposition format.

@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod cli;
 pub mod daemon;
+pub mod ferret;
 pub mod http;
 pub mod jobs;
 pub mod procs;

@@ -6,6 +6,9 @@
 //! install runs standalone; a missing file named with `--config` is an error.
 
 mod locate;
+mod mongo;
+
+pub use mongo::MongoSection;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,8 +44,9 @@ pub struct Config {
     /// Cluster mode (reserved: accepted by name so the error can say what is missing).
     #[serde(default)]
     pub etcd: Option<toml::Table>,
+    /// Run records in MongoDB (through the local spool).
     #[serde(default)]
-    pub mongodb: Option<toml::Table>,
+    pub mongodb: Option<MongoSection>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -311,11 +315,8 @@ impl Config {
                     .into(),
             ));
         }
-        if self.mongodb.is_some() {
-            return Err(err(
-                "mongodb",
-                "the MongoDB run store is not available in this build yet; remove [mongodb] to keep runs in the state dir".into(),
-            ));
+        if let Some(m) = &self.mongodb {
+            m.check().map_err(|(key, msg)| err(key, msg))?;
         }
         if let Some(id) = &self.node.id {
             if !is_node_id(id) {

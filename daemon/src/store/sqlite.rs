@@ -10,11 +10,12 @@
 //!   ([`reader`]) and run beside the writer (WAL);
 //! - job events are published after commit, in commit order.
 
-mod cursor;
+pub(crate) mod cursor;
 mod jobs;
 mod reader;
 mod runs;
 mod schema;
+pub mod spool;
 mod writer;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use crate::store::{Result, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Cursor {
+pub(crate) struct Cursor {
     pub scheduled_ms: i64,
     pub record_id: String,
 }

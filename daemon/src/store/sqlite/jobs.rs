@@ -144,6 +144,16 @@ pub(super) fn set_watermark(conn: &Connection, id: &str, t: Timestamp) -> Result
 /// The claim of DESIGN §3 (standalone): compare revision and watermark, move
 /// the watermark and write the first record, all in the caller's transaction.
 pub(super) fn claim(conn: &Connection, req: ClaimRequest) -> Result<ClaimOutcome> {
+    claim_into(conn, req, |c, r| runs::write(c, r).map(drop))
+}
+
+/// [`claim`] with the first record written by `write` (the run table, or the
+/// spool when runs live in MongoDB), in the same transaction.
+pub(super) fn claim_into(
+    conn: &Connection,
+    req: ClaimRequest,
+    write: impl FnOnce(&Connection, cronsun_proto::RunRecord) -> Result<()>,
+) -> Result<ClaimOutcome> {
     let row: Option<(i64, Option<i64>)> = conn
         .prepare_cached("SELECT revision, watermark_ns FROM jobs WHERE id = ?1")
         .and_then(|mut s| {
@@ -171,7 +181,7 @@ pub(super) fn claim(conn: &Connection, req: ClaimRequest) -> Result<ClaimOutcome
         .map_err(backend("claim: move watermark"))?;
     let mut record = req.record;
     record.fence = Some(fence);
-    runs::write(conn, record)?;
+    write(conn, record)?;
     Ok(ClaimOutcome::Won {
         fence,
         previous: mark.map(from_ns).transpose()?,

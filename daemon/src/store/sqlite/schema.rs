@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
         body         TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: the spool of run-record writes bound for MongoDB (see spool.rs).
+    super::spool::MIGRATION,
 ];
 
 /// The schema version this build writes.
