@@ -9,7 +9,12 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee target/test.log | grep -E "^(test result|running|test .* FAILED|failures:)|panicked" || true
-test "${PIPESTATUS[0]}" = 0
+status=0
+cargo test --workspace --no-fail-fast -- --nocapture >target/test.log 2>&1 || status=$?
+grep -E "^(test result|running|test .* FAILED|failures:)|panicked" target/test.log || true
+if [ "$status" != 0 ]; then
+  echo "tests failed (exit $status); full log in target/test.log" >&2
+  exit "$status"
+fi
 # Packages and their install smoke test (root with dpkg only: it installs and purges the .deb on this host).
 if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null && [ -z "${CRONSUN_SKIP_PACKAGE_TESTS:-}" ]; then ./scripts/package.sh && CRONSUN_PACKAGE_TESTS=1 cargo test -p cronsun-tests --test package_install -- --nocapture --test-threads=1; fi
