@@ -34,6 +34,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    cronsund::node::limit_malloc_arenas();
     let args = Args::parse();
     if let Some(Cmd::Manpage { dir }) = &args.command {
         return write_manpage(dir);

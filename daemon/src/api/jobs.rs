@@ -206,6 +206,7 @@ pub async fn apply(
     if !writes.is_empty() {
         s.coord.put_jobs(writes, s.clock.now()).await?;
     }
+    crate::node::release_free_memory();
     Ok(Json(result))
 }
 
