@@ -84,4 +84,17 @@ fn agent_is_confined_and_its_crash_keeps_runs() {
     assert!(full.output_head.contains("survived"), "{full:?}");
     let all = d.runs(&id);
     assert_eq!(all.len(), 1, "recorded once: {all:?}");
+    // The agent removes the executor-written output file once the record is
+    // durable (the output folder must let it: no sticky bit).
+    let output = d.state_dir().join("output");
+    let emptied = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let n = std::fs::read_dir(&output).ok()?.count();
+        (n == 0).then_some(())
+    });
+    assert!(
+        emptied.is_some(),
+        "output files left behind in {}: {:?}",
+        output.display(),
+        std::fs::read_dir(&output).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
 }

@@ -353,8 +353,10 @@ fn forward_signals(sigs: SigSet, stopping: &AtomicBool, agent_pid: &AtomicI32) {
 /// State dir layout for two users: the dir itself `root:<agent group>`
 /// 1770 (the agent creates its database, token and node id there but cannot
 /// rename or remove what root created), `exec/` root-only 0700 (run files
-/// the executor trusts at recovery), `output/` `root:<agent group>` 1770
-/// (files the executor writes, given to the agent's group). Files a
+/// the executor trusts at recovery), `output/` `root:<agent group>` 0770
+/// (files the executor writes, given to the agent's group; no sticky bit, so
+/// the agent can remove them once their record is durable — the executor
+/// never follows a link there nor writes a file with more than one link). Files a
 /// single-process root daemon created before are handed to the agent. The
 /// socket's folder goes to the agent.
 fn prepare_dirs(cfg: &Config, agent: &User) -> Result<(), String> {
@@ -387,7 +389,7 @@ fn prepare_dirs(cfg: &Config, agent: &User) -> Result<(), String> {
     };
     dir(state, 0o1770, true)?;
     dir(&state.join("exec"), 0o700, false)?;
-    dir(&state.join("output"), 0o1770, true)?;
+    dir(&state.join("output"), 0o770, true)?;
     if let Ok(entries) = std::fs::read_dir(state) {
         for e in entries.flatten() {
             if let Ok(m) = e.path().symlink_metadata() {
