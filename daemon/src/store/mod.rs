@@ -91,6 +91,8 @@ pub trait CoordStore: Send + Sync + 'static {
     /// Every job change after the call, in commit order.
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
     async fn watermark(&self, job_id: &str) -> Result<Option<Timestamp>>;
+    /// Every job's watermark at once (start-up: one read, not one per job).
+    async fn watermarks(&self) -> Result<std::collections::HashMap<String, Timestamp>>;
     /// Moves the watermark to `t` unconditionally (resume resets it to now).
     async fn set_watermark(&self, job_id: &str, t: Timestamp) -> Result<()>;
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome>;

@@ -41,7 +41,7 @@ use super::{
 /// Read-only connections kept for concurrent reads.
 const READERS: usize = 4;
 /// Job events buffered per subscriber before a slow one sees `Lagged`.
-const EVENT_BUFFER: usize = 1024;
+const EVENT_BUFFER: usize = 4096;
 /// Records deleted per retention transaction, so other writes never wait long.
 const RETAIN_BATCH: u32 = 1000;
 /// Records per transaction in [`SqliteStore::bulk_insert_for_bench`].
@@ -195,6 +195,10 @@ impl CoordStore for SqliteStore {
     async fn watermark(&self, job_id: &str) -> Result<Option<Timestamp>> {
         let id = job_id.to_owned();
         self.read(move |c| jobs::watermark(c, &id)).await
+    }
+
+    async fn watermarks(&self) -> Result<std::collections::HashMap<String, Timestamp>> {
+        self.read(jobs::watermarks).await
     }
 
     async fn set_watermark(&self, job_id: &str, t: Timestamp) -> Result<()> {

@@ -63,6 +63,9 @@ impl CoordStore for SpooledCoord {
     async fn watermark(&self, job_id: &str) -> Result<Option<Timestamp>> {
         self.store.watermark(job_id).await
     }
+    async fn watermarks(&self) -> Result<std::collections::HashMap<String, Timestamp>> {
+        self.store.watermarks().await
+    }
     async fn set_watermark(&self, job_id: &str, t: Timestamp) -> Result<()> {
         self.store.set_watermark(job_id, t).await
     }

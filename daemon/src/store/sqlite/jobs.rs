@@ -128,6 +128,23 @@ pub(super) fn watermark(conn: &Connection, id: &str) -> Result<Option<Timestamp>
     ns.flatten().map(from_ns).transpose()
 }
 
+pub(super) fn watermarks(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, Timestamp>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, watermark_ns FROM jobs WHERE watermark_ns IS NOT NULL")
+        .map_err(backend("read watermarks"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(backend("read watermarks"))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, ns) = row.map_err(backend("read watermarks"))?;
+        out.insert(id, from_ns(ns)?);
+    }
+    Ok(out)
+}
+
 /// Moves the watermark unconditionally; a missing job is `NotFound`.
 pub(super) fn set_watermark(conn: &Connection, id: &str, t: Timestamp) -> Result<()> {
     let mark = to_ns(t)?;
