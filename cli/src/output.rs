@@ -55,13 +55,7 @@ pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> St
     for row in rows {
         t.add_row(row);
     }
-    for col in t.column_iter_mut() {
-        col.set_padding((0, 2));
-    }
-    t.lines()
-        .map(|l| l.trim_end().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    render(t)
 }
 
 /// `key  value` lines for one object.
@@ -72,13 +66,7 @@ pub fn key_values(rows: impl IntoIterator<Item = (&'static str, String)>) -> Str
     for (k, v) in rows {
         t.add_row(vec![format!("{k}:"), v]);
     }
-    for col in t.column_iter_mut() {
-        col.set_padding((0, 2));
-    }
-    t.lines()
-        .map(|l| l.trim_end().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    render(t)
 }
 
 /// An instant in the local zone with a relative hint, e.g.
@@ -141,6 +129,17 @@ pub fn bytes(n: u64) -> String {
 /// `yes`/`no`.
 pub fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
+}
+
+/// A table as text: two spaces between columns, no trailing blanks.
+fn render(mut t: Table) -> String {
+    for col in t.column_iter_mut() {
+        col.set_padding((0, 2));
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

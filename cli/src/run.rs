@@ -143,7 +143,7 @@ pub async fn run(ctx: &Ctx, cmd: RunCmd) -> Result<u8> {
             if ctx.json() {
                 output::json(&r)?;
             } else {
-                output::emit_raw(&stored_output(&r))?;
+                output::emit_raw(&r.output_text())?;
             }
             Ok(0)
         }
@@ -173,24 +173,6 @@ fn exit_text(r: &RunRecord) -> String {
         (None, Some(s)) => format!("signal {s}"),
         (None, None) => "-".into(),
     }
-}
-
-/// The stored output: head, a marker for what was dropped, tail.
-pub fn stored_output(r: &RunRecord) -> String {
-    if !r.truncated {
-        return format!("{}{}", r.output_head, r.output_tail);
-    }
-    let kept = (r.output_head.len() + r.output_tail.len()) as u64;
-    let omitted = r.output_bytes.saturating_sub(kept);
-    let sep = if r.output_head.ends_with('\n') || r.output_head.is_empty() {
-        ""
-    } else {
-        "\n"
-    };
-    format!(
-        "{}{sep}... [{omitted} bytes omitted] ...\n{}",
-        r.output_head, r.output_tail
-    )
 }
 
 fn describe(r: &RunRecord) -> String {
@@ -320,7 +302,7 @@ mod tests {
     #[test]
     fn truncated_output_has_a_marker() {
         assert_eq!(
-            stored_output(&record(RunStatus::Success, Some(0))),
+            record(RunStatus::Success, Some(0)).output_text(),
             "first\n... [1000 bytes omitted] ...\nlast\n"
         );
     }

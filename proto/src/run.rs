@@ -154,6 +154,25 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The stored output as one text: all of it, or the head, a line saying
+    /// how many bytes were left out, and the tail.
+    pub fn output_text(&self) -> String {
+        if !self.truncated {
+            return format!("{}{}", self.output_head, self.output_tail);
+        }
+        let kept = (self.output_head.len() + self.output_tail.len()) as u64;
+        let omitted = self.output_bytes.saturating_sub(kept);
+        let sep = if self.output_head.ends_with('\n') || self.output_head.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
+        format!(
+            "{}{sep}... [{omitted} bytes omitted] ...\n{}",
+            self.output_head, self.output_tail
+        )
+    }
+
     /// `<run_id>#<attempt>`.
     pub fn record_id(&self) -> String {
         crate::ids::record_id(&self.run_id, self.attempt)

@@ -19,7 +19,6 @@ use utoipa::OpenApi;
 
 pub use auth::{PeerCred, TokenCheck};
 pub use error::Failure;
-pub use runs::stored_output;
 pub use system::VERSION;
 
 use crate::clock::Clock;

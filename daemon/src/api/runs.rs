@@ -109,21 +109,6 @@ fn end_event(rec: &RunRecord) -> Event {
         .data(serde_json::to_string(rec).unwrap_or_default())
 }
 
-/// The stored output of a finished run as one text.
-pub fn stored_output(rec: &RunRecord) -> String {
-    if rec.truncated {
-        let shown = (rec.output_head.len() + rec.output_tail.len()) as u64;
-        format!(
-            "{}\n[... {} bytes omitted ...]\n{}",
-            rec.output_head,
-            rec.output_bytes.saturating_sub(shown),
-            rec.output_tail
-        )
-    } else {
-        rec.output_head.clone()
-    }
-}
-
 /// Streams a run's output file while it runs, then its final record. The
 /// file is held open, so its removal after the run does not cut the tail.
 async fn follow(
@@ -135,7 +120,7 @@ async fn follow(
 ) {
     let key = rec.record_id();
     if rec.status.is_final() {
-        let _ = tx.send(output_event(&stored_output(&rec))).await;
+        let _ = tx.send(output_event(&rec.output_text())).await;
         let _ = tx.send(end_event(&rec)).await;
         return;
     }
@@ -158,7 +143,7 @@ async fn follow(
                         pump(f, &mut pending, &mut sent, &tx).await;
                     }
                     if sent == 0 && done.output_bytes > 0 {
-                        let _ = tx.send(output_event(&stored_output(&done))).await;
+                        let _ = tx.send(output_event(&done.output_text())).await;
                     }
                     let _ = tx.send(end_event(&done)).await;
                     return;
