@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release --bins
 mkdir -p .state
+# As root, cronsund runs its API and scheduler as the unprivileged user
+# `cronsun` (the packages create it); create it here too if it is missing.
+if [ "$(id -u)" = 0 ] && ! id cronsun >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin cronsun
+fi
 ./target/release/cronsund validate --config conf/dev.toml >/dev/null
 ./target/release/cronsund --config conf/dev.toml &
 pid=$!
