@@ -154,6 +154,50 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A record of attempt `attempt` of `run_id` that says nothing yet beyond
+    /// its identity and status: no times, process, output or usage. Builders
+    /// fill in what they know with struct-update syntax.
+    pub fn new(
+        run_id: String,
+        attempt: u32,
+        job_id: &str,
+        scheduled_at: Timestamp,
+        status: RunStatus,
+    ) -> RunRecord {
+        RunRecord {
+            run_id,
+            attempt,
+            job_id: job_id.to_string(),
+            job_revision: 0,
+            job_name: job_id.to_string(),
+            node_id: String::new(),
+            hostname: String::new(),
+            trigger: Trigger::Schedule,
+            scheduled_at,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            status,
+            exit_code: None,
+            signal: None,
+            argv: Vec::new(),
+            run_as: String::new(),
+            env_keys: Vec::new(),
+            output_head: String::new(),
+            output_tail: String::new(),
+            output_bytes: 0,
+            truncated: false,
+            peak_memory: None,
+            cpu_ms: None,
+            io_bytes: None,
+            oom_kills: None,
+            peak_pids: None,
+            fence: None,
+            seq: status.seq(),
+            reason: None,
+        }
+    }
+
     /// The stored output as one text: all of it, or the head, a line saying
     /// how many bytes were left out, and the tail.
     pub fn output_text(&self) -> String {

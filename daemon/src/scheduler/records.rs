@@ -25,21 +25,11 @@ pub fn new_record(
     status: RunStatus,
 ) -> RunRecord {
     RunRecord {
-        run_id,
-        attempt,
-        job_id: job.id.clone(),
         job_revision: job.revision,
         job_name: job.name.clone(),
         node_id: node.id.clone(),
         hostname: node.hostname.clone(),
         trigger,
-        scheduled_at,
-        started_at: None,
-        finished_at: None,
-        duration_ms: None,
-        status,
-        exit_code: None,
-        signal: None,
         argv: job.argv().unwrap_or_default(),
         run_as: job
             .run_as
@@ -47,18 +37,7 @@ pub fn new_record(
             .map(ToString::to_string)
             .unwrap_or_default(),
         env_keys: job.env.keys().cloned().collect(),
-        output_head: String::new(),
-        output_tail: String::new(),
-        output_bytes: 0,
-        truncated: false,
-        peak_memory: None,
-        cpu_ms: None,
-        io_bytes: None,
-        oom_kills: None,
-        peak_pids: None,
-        fence: None,
-        seq: status.seq(),
-        reason: None,
+        ..RunRecord::new(run_id, attempt, &job.id, scheduled_at, status)
     }
 }
 

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
 
 use cronsun_proto::api::RunPage;
-use cronsun_proto::{RunRecord, RunStatus, Trigger};
+use cronsun_proto::{RunRecord, RunStatus};
 use cronsun_tests::daemon::encode_query;
 use cronsun_tests::Daemon;
 use cronsund::store::sqlite::SqliteStore;
@@ -212,36 +212,25 @@ fn record(i: usize, n: usize, now: Timestamp) -> anyhow::Result<RunRecord> {
         _ => RunStatus::Success,
     };
     let ran = !matches!(status, RunStatus::Skipped | RunStatus::Missed);
+    let run_id = cronsun_proto::ids::scheduled_run_id(&job, at, Some(node));
     Ok(RunRecord {
-        run_id: cronsun_proto::ids::scheduled_run_id(&job, at, Some(node)),
-        attempt: 1,
-        job_name: job.clone(),
-        job_id: job,
         job_revision: 1,
         hostname: format!("{node}.example.org"),
         node_id: node.to_string(),
-        trigger: Trigger::Schedule,
-        scheduled_at: at,
         started_at: ran.then_some(at),
         finished_at: Some(at),
         duration_ms: ran.then_some(1200),
-        status,
         exit_code: ran.then(|| i32::from(status != RunStatus::Success)),
-        signal: None,
         argv: vec!["/usr/local/bin/backup".into(), "--all".into()],
         run_as: "backup".into(),
         env_keys: vec!["PATH".into(), "HOME".into()],
         output_head: "x".repeat(200),
-        output_tail: String::new(),
         output_bytes: 200,
-        truncated: false,
         peak_memory: Some(10_000_000),
         cpu_ms: Some(800),
         io_bytes: Some(4096),
         oom_kills: Some(0),
         peak_pids: Some(3),
-        fence: None,
-        seq: status.seq(),
-        reason: None,
+        ..RunRecord::new(run_id, 1, &job, at, status)
     })
 }

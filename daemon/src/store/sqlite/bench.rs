@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use cronsun_proto::api::RunQuery;
-use cronsun_proto::{RunRecord, RunStatus, Trigger};
+use cronsun_proto::{RunRecord, RunStatus};
 use jiff::Timestamp;
 
 use super::SqliteStore;
@@ -25,37 +25,27 @@ fn record(i: usize) -> RunRecord {
         (_, 0) => RunStatus::Failed,
         _ => RunStatus::Success,
     };
+    let run_id = cronsun_proto::ids::scheduled_run_id(&job, at, None);
     RunRecord {
-        run_id: cronsun_proto::ids::scheduled_run_id(&job, at, None),
-        attempt: 1,
-        job_name: job.clone(),
-        job_id: job,
         job_revision: 3,
         hostname: format!("{node}.example.org"),
         node_id: node,
-        trigger: Trigger::Schedule,
-        scheduled_at: at,
         started_at: Some(at),
         finished_at: status.is_final().then_some(at),
         duration_ms: Some(1200),
-        status,
         exit_code: Some(i32::from(status == RunStatus::Failed)),
-        signal: None,
         argv: vec!["/usr/local/bin/backup".into(), "--all".into()],
         run_as: "backup".into(),
         env_keys: vec!["PATH".into(), "HOME".into()],
         output_head: "x".repeat(256),
-        output_tail: String::new(),
         output_bytes: 256,
-        truncated: false,
         peak_memory: Some(10_000_000),
         cpu_ms: Some(800),
         io_bytes: Some(4096),
         oom_kills: Some(0),
         peak_pids: Some(3),
         fence: Some(i as u64),
-        seq: status.seq(),
-        reason: None,
+        ..RunRecord::new(run_id, 1, &job, at, status)
     }
 }
 

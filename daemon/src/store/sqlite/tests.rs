@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cronsun_proto::api::{GlobalPause, RunQuery};
-use cronsun_proto::{Job, RunRecord, RunStatus, Trigger};
+use cronsun_proto::{Job, RunRecord, RunStatus};
 use jiff::Timestamp;
 use tempfile::TempDir;
 
@@ -33,36 +33,23 @@ fn job(id: &str) -> Job {
 fn record(job: &str, node: &str, minute: i64, status: RunStatus) -> RunRecord {
     let at = Timestamp::from_second(1_774_400_000 + minute * 60).unwrap();
     RunRecord {
-        run_id: cronsun_proto::ids::scheduled_run_id(job, at, Some(node)),
-        attempt: 1,
-        job_id: job.into(),
         job_revision: 1,
-        job_name: job.into(),
         node_id: node.into(),
         hostname: node.into(),
-        trigger: Trigger::Schedule,
-        scheduled_at: at,
         started_at: Some(at),
         finished_at: status.is_final().then_some(at),
-        duration_ms: None,
-        status,
-        exit_code: None,
-        signal: None,
         argv: vec!["true".into()],
         run_as: "nobody".into(),
-        env_keys: vec![],
         output_head: format!("head of {job} {minute}"),
         output_tail: "tail".into(),
         output_bytes: 10,
-        truncated: false,
-        peak_memory: None,
-        cpu_ms: None,
-        io_bytes: None,
-        oom_kills: None,
-        peak_pids: None,
-        fence: None,
-        seq: status.seq(),
-        reason: None,
+        ..RunRecord::new(
+            cronsun_proto::ids::scheduled_run_id(job, at, Some(node)),
+            1,
+            job,
+            at,
+            status,
+        )
     }
 }
 
