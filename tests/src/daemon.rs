@@ -614,6 +614,32 @@ impl Daemon {
         }
     }
 
+    /// Creates a shell job `id` tagged with `marker` that times out after 2 s
+    /// (`kill_grace` 1 s), runs it now and waits until `procs` of its
+    /// processes (`what`) exist. Returns the run id.
+    #[track_caller]
+    pub fn run_timing_out(
+        &self,
+        marker: &procs::MarkerGuard,
+        id: &str,
+        command: &str,
+        procs: usize,
+        what: &str,
+    ) -> String {
+        self.create_job(&crate::jobs::job(serde_json::json!({
+            "id": id,
+            "command": command,
+            "shell": true,
+            "env": marker.env_json(),
+            "timeout": "2s",
+            "kill_grace": "1s",
+            "rules": [{ "schedule": "0 0 1 1 *" }],
+        })));
+        let run_id = self.run_now(id);
+        marker.wait_present(procs, Duration::from_secs(10), what);
+        run_id
+    }
+
     /// POST /api/v1/jobs/{id}/run; expects 202 and returns the run id.
     #[track_caller]
     pub fn run_now(&self, job_id: &str) -> String {

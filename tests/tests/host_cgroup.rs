@@ -94,21 +94,13 @@ fn double_forked_daemon_dies_with_its_runs_timeout() {
     let d = Daemon::start_default();
     let m = MarkerGuard::new("dfork");
     let id = unique_id("dfork");
-    d.create_job(&job(json!({
-        "id": id,
-        // setsid + double fork: the daemon leaves the run's session and
-        // process group and is reparented; only the cgroup still holds it.
-        "command": "setsid sh -c 'sh -c \"trap \\\"\\\" TERM; sleep 1000\" &' ; sleep 1000",
-        "shell": true,
-        "env": m.env_json(),
-        "timeout": "2s",
-        "kill_grace": "1s",
-        "rules": [{ "schedule": NEVER_SOON }],
-    })));
-    let run_id = d.run_now(&id);
-    m.wait_present(
+    // setsid + double fork: the daemon leaves the run's session and process
+    // group and is reparented; only the cgroup still holds it.
+    let run_id = d.run_timing_out(
+        &m,
+        &id,
+        "setsid sh -c 'sh -c \"trap \\\"\\\" TERM; sleep 1000\" &' ; sleep 1000",
         2,
-        Duration::from_secs(10),
         "the run's sleep and the daemon's",
     );
     let r = d.wait_for_status(&run_id, RunStatus::Timeout, Duration::from_secs(20));

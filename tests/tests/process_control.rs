@@ -17,21 +17,13 @@ fn timeout_kills_the_whole_tree_including_a_sigterm_ignoring_grandchild() {
     let d = Daemon::start_default();
     let m = MarkerGuard::new("timeout");
     let id = unique_id("timeout");
-    d.create_job(&job(json!({
-        "id": id,
-        // The main shell dies on SIGTERM; its child (a shell ignoring TERM)
-        // and that child's `sleep` (the grandchild, TERM still ignored) do not.
-        "command": "sh -c 'trap \"\" TERM; sleep 1000; echo never' & echo started; wait",
-        "shell": true,
-        "env": m.env_json(),
-        "timeout": "2s",
-        "kill_grace": "1s",
-        "rules": [{ "schedule": NEVER_SOON }],
-    })));
-    let run_id = d.run_now(&id);
-    m.wait_present(
+    // The main shell dies on SIGTERM; its child (a shell ignoring TERM) and
+    // that child's `sleep` (the grandchild, TERM still ignored) do not.
+    let run_id = d.run_timing_out(
+        &m,
+        &id,
+        "sh -c 'trap \"\" TERM; sleep 1000; echo never' & echo started; wait",
         3,
-        Duration::from_secs(10),
         "sh, child sh and grandchild sleep",
     );
     let r = d.wait_for_status(&run_id, RunStatus::Timeout, Duration::from_secs(20));
@@ -56,17 +48,13 @@ fn timeout_escalates_to_sigkill_after_kill_grace() {
     let d = Daemon::start_default();
     let m = MarkerGuard::new("timeout-kill");
     let id = unique_id("timeout-kill");
-    d.create_job(&job(json!({
-        "id": id,
-        "command": "trap '' TERM; sh -c 'sleep 1000' & sleep 1000; wait",
-        "shell": true,
-        "env": m.env_json(),
-        "timeout": "2s",
-        "kill_grace": "1s",
-        "rules": [{ "schedule": NEVER_SOON }],
-    })));
-    let run_id = d.run_now(&id);
-    m.wait_present(3, Duration::from_secs(10), "the run's processes");
+    let run_id = d.run_timing_out(
+        &m,
+        &id,
+        "trap '' TERM; sh -c 'sleep 1000' & sleep 1000; wait",
+        3,
+        "the run's processes",
+    );
     let r = d.wait_for_status(&run_id, RunStatus::Timeout, Duration::from_secs(20));
     m.assert_none_left(Duration::from_secs(2), "after the run was recorded timeout");
     let dur = r.duration_ms.unwrap_or_default();
