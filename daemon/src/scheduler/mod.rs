@@ -452,8 +452,8 @@ impl Scheduler {
         if !self.global_paused {
             let due = self.timeline.pop_due(now + signed(self.cfg.lead));
             let rest = self.start_due_together(due, now).await;
-            for id in rest {
-                self.on_due(&id, now).await;
+            for (job, plan) in rest {
+                self.on_due(job, plan, now).await;
             }
         }
         while let Some(Reverse((t, _))) = self.retries.peek() {
@@ -495,35 +495,36 @@ impl Scheduler {
     }
 
     /// Decides every instant of `id` up to `now + lead`.
-    async fn on_due(&mut self, id: &str, now: Timestamp) {
-        let Some(slot) = self.jobs.get(id) else {
-            return;
-        };
-        if slot.job.paused {
-            return;
-        }
-        let job = slot.job.clone();
+    /// The job's due instants up to `now + lead`, unless it is gone or paused.
+    fn plan_for(&self, id: &str, now: Timestamp) -> Option<(Arc<Job>, DuePlan)> {
+        let slot = self.jobs.get(id).filter(|s| !s.job.paused)?;
         let due = plan(&PlanInput {
             schedule: &slot.schedule,
             after: slot.cursor,
             now,
             lead: self.cfg.lead,
             start_deadline: slot.start_deadline,
-            missed: job.missed,
-            max_catchup: job.max_catchup,
+            missed: slot.job.missed,
+            max_catchup: slot.job.max_catchup,
         });
+        Some((slot.job.clone(), due))
+    }
+
+    /// Decides the planned instants of one job (the general path: missed
+    /// instants, catch-ups, several instants at once).
+    async fn on_due(&mut self, job: Arc<Job>, due: DuePlan, now: Timestamp) {
         if let Some(first) = due.start.first().or(due.missed.first()) {
             let lag = now.duration_since(*first).as_secs_f64().max(0.0);
             self.metrics.scheduler_lag.set(lag);
         }
         let Some(through) = due.decided_through else {
-            self.reschedule(id);
+            self.reschedule(&job.id);
             return;
         };
         if self.apply_plan(&job, &due, now).await {
-            self.decided(id, through);
+            self.decided(&job.id, through);
         } else {
-            self.retry_later(id, now);
+            self.retry_later(&job.id, now);
         }
     }
 
@@ -547,31 +548,23 @@ impl Scheduler {
     /// to start and nothing missed. Their claims go to the store together
     /// (one group commit instead of one per job), then they are launched.
     /// Returns the jobs that need the general path.
-    async fn start_due_together(&mut self, due: Vec<String>, now: Timestamp) -> Vec<String> {
+    async fn start_due_together(
+        &mut self,
+        due: Vec<String>,
+        now: Timestamp,
+    ) -> Vec<(Arc<Job>, DuePlan)> {
         let mut rest = Vec::new();
         let mut batch = Vec::new();
         for id in due {
-            let Some(slot) = self.jobs.get(&id) else {
+            let Some((job, p)) = self.plan_for(&id, now) else {
                 continue;
             };
-            if slot.job.paused {
-                continue;
-            }
-            let p = plan(&PlanInput {
-                schedule: &slot.schedule,
-                after: slot.cursor,
-                now,
-                lead: self.cfg.lead,
-                start_deadline: slot.start_deadline,
-                missed: slot.job.missed,
-                max_catchup: slot.job.max_catchup,
-            });
             let single = p.missed.is_empty() && p.summarised.is_none() && p.start.len() == 1;
             if !single {
-                rest.push(id);
+                rest.push((job, p));
                 continue;
             }
-            let (job, t) = (slot.job.clone(), p.start[0]);
+            let t = p.start[0];
             let admission = self.admission(&job);
             let rec = self.instant_record(&job, t, RunStatus::Running);
             let rec = match &admission {
