@@ -157,6 +157,17 @@ impl Ferret {
 impl Drop for Ferret {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            eprintln!(
+                "===== FerretDB 127.0.0.1:{} log (last 200 lines) =====",
+                self.port
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 
