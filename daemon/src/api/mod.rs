@@ -8,6 +8,7 @@ mod body;
 mod error;
 mod jobs;
 mod runs;
+mod stats;
 mod system;
 
 use std::path::PathBuf;
@@ -61,6 +62,7 @@ pub struct AppState {
         runs::show,
         runs::kill,
         runs::stream,
+        stats::daily,
         system::health,
         system::nodes,
         system::preview,
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}", get(runs::show))
         .route("/api/v1/runs/{id}/stream", get(runs::stream))
         .route("/api/v1/runs/{id}/kill", post(runs::kill))
+        .route("/api/v1/stats/daily", get(stats::daily))
         .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))

@@ -124,7 +124,26 @@ pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::
     Ok(())
 }
 
-/// `ping`, to tell "unreachable" and "refused" apart at start.
-pub(super) async fn ping(db: &Database) -> Result<(), mongodb::error::Error> {
-    db.run_command(doc! {"ping": 1}).await.map(drop)
+/// `ping`, to tell "unreachable" and "refused" apart at start; the error
+/// says which, for the log line that names the server.
+pub(super) async fn ping(db: &Database) -> Result<(), String> {
+    db.run_command(doc! {"ping": 1})
+        .await
+        .map(drop)
+        .map_err(|e| describe(&e))
+}
+
+fn describe(e: &mongodb::error::Error) -> String {
+    use mongodb::error::ErrorKind;
+    match &*e.kind {
+        ErrorKind::Authentication { message, .. } => format!(
+            "the server refused the credentials (check the user and password in mongodb.uri \
+             and mongodb.auth_source): {message}{}",
+            std::error::Error::source(e)
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
+        ErrorKind::ServerSelection { .. } => format!("unreachable: {e}"),
+        _ => e.to_string(),
+    }
 }

@@ -39,7 +39,7 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
             let r = tokio::time::timeout(CALL_TIMEOUT, connect::ping(&p.db))
                 .await
                 .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))
-                .and_then(|r| r.map_err(|e| e.to_string()));
+                .and_then(|r| r);
             match r {
                 Ok(()) => {
                     ready = true;
@@ -48,6 +48,7 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
                     indexes.due = Some(Instant::now());
                 }
                 Err(e) => {
+                    p.metrics.ship_errors.inc();
                     refresh_spool_metrics(&p, &mut last_drops).await;
                     report_down(&p, &mut down, e);
                     if wait(&mut stop, &p, backoff).await {

@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the spool of run-record writes bound for MongoDB (see spool.rs).
     super::spool::MIGRATION,
+    // 3: daily run statistics per job (see stats.rs).
+    super::stats::MIGRATION,
 ];
 
 /// The schema version this build writes.
