@@ -460,7 +460,7 @@ async fn replays_change_nothing_and_a_success_after_lost_is_reported() {
         duration_ms: None,
         ..rec("j", "n", 20, RunStatus::Lost)
     };
-    apply_batch(&db, &entries(&[lost.clone()]), None)
+    apply_batch(&db, &entries(std::slice::from_ref(&lost)), None)
         .await
         .expect("lost");
     let back = apply_batch(
