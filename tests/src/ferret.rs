@@ -75,10 +75,16 @@ impl Ferret {
             .prefix("cronsun-ferret-")
             .tempdir()
             .expect("create a temp dir for FerretDB");
+        let port = opts.port.unwrap_or_else(free_port);
+        // The kernel may hand out the same ephemeral port twice in a row.
+        let debug_port = (0..100)
+            .map(|_| free_port())
+            .find(|p| *p != port)
+            .expect("a second free port");
         let mut f = Ferret {
             dir,
-            port: opts.port.unwrap_or_else(free_port),
-            debug_port: free_port(),
+            port,
+            debug_port,
             auth: opts.auth,
             child: None,
         };

@@ -198,7 +198,7 @@ fn chown_like_parent(db: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Record `i` of `n`: job `i % 1000`, node by job, instants evenly over 30 days.
-fn record(i: usize, n: usize, now: Timestamp) -> anyhow::Result<RunRecord> {
+pub(super) fn record(i: usize, n: usize, now: Timestamp) -> anyhow::Result<RunRecord> {
     let job = jobs::load_id(i % RECORD_JOBS);
     let node = NODES[(i / RECORD_JOBS) % NODES.len()];
     let back = SPAN.as_nanos() * (n - i) as i128 / n as i128;

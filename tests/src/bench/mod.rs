@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod cpu;
 pub mod fire;
 pub mod jobs;
+pub mod mongo;
 pub mod procstat;
 pub mod report;
 pub mod samples;
@@ -29,9 +30,12 @@ pub enum Section {
     Fire,
     Cpu,
     Api,
+    /// MongoDB run store (needs FerretDB; only with `--only mongo`).
+    Mongo,
 }
 
 impl Section {
+    /// The sections run without `--only`.
     const ALL: [Section; 3] = [Section::Fire, Section::Cpu, Section::Api];
 
     fn name(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Section {
             Section::Fire => "fire",
             Section::Cpu => "cpu",
             Section::Api => "api",
+            Section::Mongo => "mongo",
         }
     }
 }
@@ -52,10 +57,12 @@ pub struct Options {
     pub only: Option<Section>,
     /// `[scheduler] lead` for the daemons (default: the daemon's own).
     pub lead: Option<String>,
+    /// Records in MongoDB for the mongo section's search figures.
+    pub mongo_records: Option<usize>,
 }
 
 pub const USAGE: &str =
-    "usage: cronsun-bench [--quick] [--only fire|cpu|api] [--lead <duration>]\n\
+    "usage: cronsun-bench [--quick] [--only fire|cpu|api|mongo] [--lead <duration>] [--mongo-records N]\n\
     Runs against target/<profile>/cronsund and cronsun-probe next to this binary\n\
     (or CRONSUN_TEST_BIN_DIR). Build with `cargo build --release --bins`.";
 
@@ -67,13 +74,23 @@ impl Options {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--only" => {
-                    let v = args.next().context("--only needs fire, cpu or api")?;
+                    let v = args
+                        .next()
+                        .context("--only needs fire, cpu, api or mongo")?;
                     o.only = Some(match v.as_str() {
                         "fire" => Section::Fire,
                         "cpu" => Section::Cpu,
                         "api" => Section::Api,
-                        _ => bail!("--only {v:?}: expected fire, cpu or api"),
+                        "mongo" => Section::Mongo,
+                        _ => bail!("--only {v:?}: expected fire, cpu, api or mongo"),
                     });
+                }
+                "--mongo-records" => {
+                    let v = args.next().context("--mongo-records needs a number")?;
+                    o.mongo_records = Some(
+                        v.parse()
+                            .with_context(|| format!("--mongo-records {v:?}"))?,
+                    );
                 }
                 "--lead" => {
                     o.lead = Some(args.next().context("--lead needs a duration, e.g. 20ms")?)
@@ -89,6 +106,7 @@ impl Options {
 pub struct Ctx {
     pub quick: bool,
     pub lead: Option<String>,
+    pub mongo_records: Option<usize>,
     pub probe: PathBuf,
     /// Scratch space (sample files); removed at the end.
     pub work: tempfile::TempDir,
@@ -125,6 +143,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let ctx = Ctx {
         quick: opts.quick,
         lead: opts.lead.clone(),
+        mongo_records: opts.mongo_records,
         probe,
         work: tempfile::Builder::new()
             .prefix("cronsun-bench-")
@@ -137,16 +156,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             "daemons ran with [scheduler] lead = {l:?} (--lead)"
         ));
     }
-    for s in Section::ALL {
-        if opts.only.is_some_and(|o| o != s) {
-            continue;
-        }
+    let sections = match opts.only {
+        Some(s) => vec![s],
+        None => Section::ALL.to_vec(),
+    };
+    for s in sections {
         let t = Instant::now();
         println!("== {} ==", s.name());
         match s {
             Section::Fire => fire::run(&ctx, &mut report),
             Section::Cpu => cpu::run(&ctx, &mut report),
             Section::Api => api::run(&ctx, &mut report),
+            Section::Mongo => mongo::run(&ctx, &mut report),
         }
         .with_context(|| format!("section {}", s.name()))?;
         println!("   ({} section took {:.0?})", s.name(), t.elapsed());

@@ -1,6 +1,6 @@
-//! `cronsun-bench [--quick] [--only fire|cpu|api]`: fire latency, scheduler
-//! CPU/RSS and API latency of the real daemon, with targets and same-run
-//! baselines. See `tests/src/bench/`.
+//! `cronsun-bench [--quick] [--only fire|cpu|api|mongo]`: fire latency,
+//! scheduler CPU/RSS and API latency of the real daemon, the MongoDB run
+//! store's write path and search, with targets and same-run baselines. See `tests/src/bench/`.
 
 #[path = "../bench/mod.rs"]
 mod bench;

@@ -137,6 +137,15 @@ impl MongoRunStore {
     }
 }
 
+/// The `runs` document the shipper writes for `rec` (benchmarks compare
+/// the shipper with the raw driver on the same documents).
+pub fn run_document(
+    rec: &RunRecord,
+    expire_at: Option<Timestamp>,
+) -> Result<mongodb::bson::Document> {
+    docs::run_doc(rec, None, expire_at)
+}
+
 pub(crate) fn bound_of(cfg: &MongoSection) -> SpoolBound {
     SpoolBound {
         max_bytes: cfg.spool_max_bytes,
