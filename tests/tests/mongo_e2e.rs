@@ -247,20 +247,52 @@ fn unreachable_mongodb_at_start_still_runs_jobs() {
     );
 }
 
-/// A non-loopback server without TLS is refused by `validate`, naming the key.
+/// A non-loopback server needs TLS and authentication: `validate` refuses
+/// the config naming the key (exit 78), and never prints the password.
 #[test]
-fn remote_mongodb_without_tls_is_refused() {
+fn remote_mongodb_without_tls_or_auth_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "[mongodb]\nuri = \"mongodb://db.example:27017\"\n").expect("write");
+    for (section, key) in [
+        ("uri = \"mongodb://db.example:27017\"", "mongodb.tls"),
+        ("uri = \"mongodb://db.example:27017/?tls=true\"", "mongodb.uri"),
+        (
+            "uri = \"mongodb://u:hunter2@db.example/?tls=true\"\ntls_ca_file = \"/nonexistent/ca.pem\"",
+            "mongodb.tls_ca_file",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("[mongodb]\n{section}\n")).expect("write");
+        let out = std::process::Command::new(cronsun_tests::bins::cronsund())
+            .args(["validate", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run cronsund validate");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{section}: {err}");
+        assert!(err.contains(key), "{section}: {err}");
+        assert!(!err.contains("hunter2"), "{section}: {err}");
+    }
+    std::fs::write(
+        &cfg,
+        "[mongodb]\nuri = \"mongodb://u:hunter2@db.example/?tls=true\"\n",
+    )
+    .expect("write");
     let out = std::process::Command::new(cronsun_tests::bins::cronsund())
         .args(["validate", "--config"])
         .arg(&cfg)
         .output()
         .expect("run cronsund validate");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains("mongodb.tls"), "{err}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2"), "{all}");
 }
 
 /// A full spool while MongoDB is down sheds as DESIGN §3 says: output of the

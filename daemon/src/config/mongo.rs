@@ -212,6 +212,16 @@ impl MongoSection {
         } else if self.tls == Some(true) && self.tls_ca_file.is_none() {
             // Fine: system roots.
         }
+        for (key, f) in [
+            ("mongodb.tls_ca_file", &self.tls_ca_file),
+            ("mongodb.tls_cert_key_file", &self.tls_cert_key_file),
+        ] {
+            if let Some(f) = f {
+                if let Err(e) = std::fs::File::open(f) {
+                    return Err((key, format!("cannot read {}: {e}", f.display())));
+                }
+            }
+        }
         if self.max_pool_size == 0 {
             return Err(("mongodb.max_pool_size", "must be at least 1".into()));
         }
@@ -265,6 +275,19 @@ mod tests {
             .is_ok());
         assert!(section("mongodb://127.0.0.1,db.example/").check().is_err());
         assert_eq!(section("http://x").check().unwrap_err().0, "mongodb.uri");
+    }
+
+    #[test]
+    fn tls_files_must_be_readable() {
+        let e = section("mongodb://u:p@db.example/?tls=true");
+        let e = MongoSection {
+            tls_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..e
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.0, "mongodb.tls_ca_file");
+        assert!(e.1.contains("/nonexistent/ca.pem"), "{}", e.1);
     }
 
     #[test]

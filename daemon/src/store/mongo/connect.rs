@@ -8,6 +8,11 @@ use crate::config::MongoSection;
 
 /// A client for `cfg` (no network traffic yet). Errors name the key.
 pub async fn client(cfg: &MongoSection) -> Result<Client, String> {
+    Client::with_options(options(cfg).await?).map_err(|e| format!("mongodb: {e}"))
+}
+
+/// The driver's options: the URI's, then the section's keys over them.
+async fn options(cfg: &MongoSection) -> Result<ClientOptions, String> {
     let mut o = ClientOptions::parse(&cfg.uri)
         .await
         .map_err(|e| format!("mongodb.uri {}: {e}", cfg.redacted_uri()))?;
@@ -42,7 +47,7 @@ pub async fn client(cfg: &MongoSection) -> Result<Client, String> {
             None => return Err("mongodb.auth_source is set but mongodb.uri names no user".into()),
         }
     }
-    Client::with_options(o).map_err(|e| format!("mongodb: {e}"))
+    Ok(o)
 }
 
 fn index(keys: Document, name: &str) -> IndexModel {
@@ -159,5 +164,65 @@ fn describe(e: &mongodb::error::Error) -> String {
         ),
         ErrorKind::ServerSelection { .. } => format!("unreachable: {e}"),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn section(toml_text: &str) -> MongoSection {
+        toml::from_str(toml_text).expect("parse")
+    }
+
+    #[tokio::test]
+    async fn section_keys_reach_the_driver() {
+        let o = options(&section(
+            "uri = \"mongodb://alice:pw@db.example:27017/?tls=true\"\n\
+             auth_source = \"users\"\nconnect_timeout = \"3s\"\n\
+             server_selection_timeout = \"7s\"\nmax_pool_size = 4\n\
+             tls_ca_file = \"/etc/ca.pem\"\n",
+        ))
+        .await
+        .expect("options");
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(o.server_selection_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(o.max_pool_size, Some(4));
+        assert_eq!(o.app_name.as_deref(), Some("cronsund"));
+        let c = o.credential.expect("credential");
+        assert_eq!(c.username.as_deref(), Some("alice"));
+        assert_eq!(c.source.as_deref(), Some("users"));
+        match o.tls {
+            Some(Tls::Enabled(t)) => {
+                assert_eq!(
+                    t.ca_file_path.as_deref(),
+                    Some(std::path::Path::new("/etc/ca.pem"))
+                )
+            }
+            other => panic!("tls: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn contradictions_name_the_key() {
+        let e = options(&section(
+            "uri = \"mongodb://127.0.0.1\"\nauth_source = \"admin\"\n",
+        ))
+        .await
+        .unwrap_err();
+        assert!(e.starts_with("mongodb.auth_source"), "{e}");
+        let e = options(&section(
+            "uri = \"mongodb://127.0.0.1\"\ntls = false\ntls_ca_file = \"/x\"\n",
+        ))
+        .await
+        .unwrap_err();
+        assert!(e.starts_with("mongodb.tls"), "{e}");
+        let e = options(&section(
+            "uri = \"mongodb://u:secret@127.0.0.1:notaport\"\n",
+        ))
+        .await
+        .unwrap_err();
+        assert!(e.starts_with("mongodb.uri") && !e.contains("secret"), "{e}");
     }
 }
