@@ -24,6 +24,7 @@ use cronsun_tests::ferret::Ferret;
 struct Fixture {
     // Dropped last: the server outlives the store.
     store: Arc<MongoRunStore>,
+    metrics: Metrics,
     stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
     _ferret: Option<Ferret>,
@@ -47,11 +48,13 @@ impl Fixture {
         }))
         .expect("mongodb section");
         let (stop, stop_rx) = watch::channel(false);
-        let store = MongoRunStore::start(spool, &cfg, retention, Metrics::new(), stop_rx)
+        let metrics = Metrics::new();
+        let store = MongoRunStore::start(spool, &cfg, retention, metrics.clone(), stop_rx)
             .await
             .expect("start the store");
         let f = Fixture {
             store,
+            metrics,
             stop,
             _dir: dir,
             _ferret: ferret,
@@ -481,6 +484,18 @@ async fn replays_change_nothing_and_a_success_after_lost_is_reported() {
         ),
         (12, 0, 9)
     );
+
+    // Through the shipper: the alert is a metric (and a warning log line).
+    let lost = RunRecord {
+        finished_at: None,
+        duration_ms: None,
+        ..rec("j", "n", 30, RunStatus::Lost)
+    };
+    f.write_all(vec![lost]).await;
+    assert_eq!(f.metrics.lost_reappeared.get(), 0);
+    f.write_all(vec![rec("j", "n", 30, RunStatus::Success)])
+        .await;
+    assert_eq!(f.metrics.lost_reappeared.get(), 1);
     f.stop().await;
 }
 
