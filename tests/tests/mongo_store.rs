@@ -32,6 +32,14 @@ struct Fixture {
 
 impl Fixture {
     async fn start(retention: Retention) -> Fixture {
+        let f = Fixture::start_with(retention, false).await;
+        f.wait_for_indexes().await;
+        f
+    }
+
+    /// With `conflicting_index`, an index named like one of the store's but
+    /// with other keys exists before the store starts (its creation fails).
+    async fn start_with(retention: Retention, conflicting_index: bool) -> Fixture {
         let (uri, ferret) = match std::env::var("CRONSUN_TEST_MONGODB_URI") {
             Ok(u) => (u, None),
             Err(_) => {
@@ -47,20 +55,26 @@ impl Fixture {
             "server_selection_timeout": "2s",
         }))
         .expect("mongodb section");
+        if conflicting_index {
+            let c = cronsund::store::mongo::client(&cfg).await.expect("client");
+            c.database(&cfg.database)
+                .run_command(doc! {"createIndexes": "runs",
+                "indexes": [{"key": {"hostname": 1}, "name": "by_job"}]})
+                .await
+                .expect("create a conflicting index");
+        }
         let (stop, stop_rx) = watch::channel(false);
         let metrics = Metrics::new();
         let store = MongoRunStore::start(spool, &cfg, retention, metrics.clone(), stop_rx)
             .await
             .expect("start the store");
-        let f = Fixture {
+        Fixture {
             store,
             metrics,
             stop,
             _dir: dir,
             _ferret: ferret,
-        };
-        f.wait_for_indexes().await;
-        f
+        }
     }
 
     fn db(&self) -> &mongodb::Database {
@@ -557,5 +571,35 @@ async fn explain_every_query_shape() {
             report.join("\n")
         );
     }
+    f.stop().await;
+}
+
+/// Index creation failing (here: a conflicting index of the same name)
+/// does not stop shipping: records are correct without the indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_does_not_wait_for_index_creation() {
+    let f = Fixture::start_with(
+        Retention {
+            max_age: None,
+            max_per_job: None,
+        },
+        true,
+    )
+    .await;
+    f.write_all(
+        (0..5)
+            .map(|s| rec("j", "n", s, RunStatus::Success))
+            .collect(),
+    )
+    .await;
+    let page = f
+        .store
+        .search(&RunQuery {
+            job: Some("j".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(page.runs.len(), 5);
     f.stop().await;
 }
