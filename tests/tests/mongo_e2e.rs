@@ -532,6 +532,11 @@ fn daily_stats_api_from_mongodb_and_sqlite() {
             .json();
         assert_eq!(one["days"][0]["runs"], 1, "{one}");
         assert_eq!(one["days"][0]["failed"], 1, "{one}");
+        let doc = d.anonymous_get("/api/v1/openapi.json").text();
+        assert!(
+            doc.contains("/api/v1/stats/daily"),
+            "not in the OpenAPI document"
+        );
         let r = d.api_get("/api/v1/stats/daily?days=0");
         assert_eq!(r.status, 400, "{r}");
         assert!(r.text().contains("days"), "{r}");
