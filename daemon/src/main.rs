@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
-    init_logging(&cfg.log.level);
+    cronsund::logging::init(&cfg.log.level);
     let agent_fd = std::env::var(privsep::AGENT_FD_ENV).ok();
     if let Some(fd) = agent_fd {
         return run_agent(cfg, &path, &fd);
@@ -151,15 +151,4 @@ fn write_manpage(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRONSUN_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }
