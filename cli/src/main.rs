@@ -4,6 +4,7 @@
 //! exits with the run's exit code.
 
 mod cron;
+mod import;
 mod job;
 mod jobfile;
 mod manpages;
@@ -100,6 +101,9 @@ enum Command {
     /// Offline schedule tools.
     #[command(subcommand)]
     Cron(cron::CronCmd),
+    /// Import jobs from another scheduler (Go cronsun).
+    #[command(subcommand)]
+    Import(import::ImportCmd),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions {
         #[arg(value_enum)]
@@ -143,6 +147,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Pause(args) => pause::pause(&ctx, args).await,
         Command::Resume(args) => pause::resume(&ctx, args).await,
         Command::Cron(cmd) => cron::run(&ctx, cmd),
+        Command::Import(cmd) => import::run(&ctx, cmd).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "cronsun", &mut out);
