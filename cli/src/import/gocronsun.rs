@@ -86,11 +86,7 @@ pub struct Options {
 
 /// Converts every job (`(key, json)` pairs under `cmd/`) with the groups
 /// (`(key, json)` under `group/`).
-pub fn convert(
-    jobs: &[Entry],
-    groups: &[Entry],
-    opts: &Options,
-) -> Conversion {
+pub fn convert(jobs: &[Entry], groups: &[Entry], opts: &Options) -> Conversion {
     let mut out = Conversion::default();
     let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, text) in groups {

@@ -7,6 +7,7 @@ pub mod auth;
 mod body;
 mod error;
 mod jobs;
+mod openapi;
 mod runs;
 mod system;
 
@@ -19,6 +20,7 @@ use utoipa::OpenApi;
 
 pub use auth::{PeerCred, TokenCheck};
 pub use error::Failure;
+use openapi::CommonResponses;
 pub use system::VERSION;
 
 use crate::clock::Clock;
@@ -68,7 +70,8 @@ pub struct AppState {
         system::pause_all,
         system::resume_all,
     ),
-    components(schemas(cronsun_proto::api::ApiError))
+    components(schemas(cronsun_proto::api::ApiError)),
+    modifiers(&CommonResponses)
 )]
 pub struct ApiDoc;
 
