@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState, PeerCred, TokenCheck};
+use crate::api::{self, AppState, Auth, PeerCred, TokenCheck};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exec::Executor;
@@ -144,6 +144,7 @@ async fn run_with(
     .await
     .context("cannot start the scheduler")?;
 
+    let auth = start_auth(&cfg, store.clone(), &token, &state_dir).await?;
     let state = AppState {
         coord,
         runs: runs.clone(),
@@ -158,7 +159,7 @@ async fn run_with(
             started_at: clock.now(),
         }),
         metrics: metrics.clone(),
-        token: TokenCheck::new(&token),
+        auth,
         state_dir: state_dir.clone(),
     };
     let metrics_for_status = metrics.clone();
@@ -169,11 +170,15 @@ async fn run_with(
         .with_context(|| format!("cannot listen on {} ([web] listen)", cfg.web.listen))?;
     let app = api::router(state.clone());
     let mut servers = Vec::new();
-    servers.push(tokio::spawn(serve_tcp(
-        tcp,
-        app.clone(),
-        http_stop_rx.clone(),
-    )));
+    servers.push(match listener_tls(&cfg, &state_dir)? {
+        None => tokio::spawn(serve_tcp(tcp, app.clone(), http_stop_rx.clone())),
+        Some(tls) => tokio::spawn(crate::tls::serve(
+            tcp,
+            app.clone(),
+            tls.acceptor,
+            http_stop_rx.clone(),
+        )),
+    });
     if let Some(sock) = cfg.socket() {
         let listener = bind_socket(sock)?;
         servers.push(tokio::spawn(serve_unix(
@@ -231,6 +236,66 @@ async fn run_with(
     Ok(())
 }
 
+/// Accounts, sessions and tokens: the session key, the first admin account
+/// (its password file's path is logged, never the password).
+async fn start_auth(
+    cfg: &Config,
+    store: Arc<SqliteStore>,
+    admin_token: &str,
+    state_dir: &Path,
+) -> anyhow::Result<Arc<Auth>> {
+    let key = api::auth::bootstrap::session_key(store.as_ref()).await?;
+    if let Some(path) = api::auth::bootstrap::ensure_admin(store.as_ref(), state_dir).await? {
+        info!(path = %path.display(), "created account admin; its password is in this file (mode 0600)");
+    }
+    Ok(Arc::new(Auth {
+        store,
+        admin_token: TokenCheck::new(admin_token),
+        key,
+        limiter: Default::default(),
+        session_ttl: cfg.web.session_ttl.0,
+        secure: cfg.web.transport() != crate::config::Transport::Plain,
+        hosts: cfg.web.allowed_hosts(&node::hostname()),
+        default_run_as: cfg.security.default_run_as.clone(),
+    }))
+}
+
+/// The TLS setup of the TCP listener (`None`: plain HTTP), logging what
+/// it serves: the certificate's fingerprint, or that plain HTTP is exposed.
+fn listener_tls(cfg: &Config, state_dir: &Path) -> anyhow::Result<Option<crate::tls::Tls>> {
+    use crate::config::Transport;
+    let tls = match cfg.web.transport() {
+        Transport::Plain => {
+            if !cfg.web.listen.ip().is_loopback() {
+                warn!(listen = %cfg.web.listen, "serving plain HTTP on a non-loopback address because [web] insecure_plaintext = true: passwords, cookies and tokens cross the network unencrypted");
+            }
+            return Ok(None);
+        }
+        Transport::Tls { cert, key } => crate::tls::load(&cert, &key)?,
+        Transport::SelfSigned => {
+            let mut names: Vec<String> = cfg
+                .web
+                .allowed_hosts(&node::hostname())
+                .into_iter()
+                .filter(|h| !h.starts_with('['))
+                .collect();
+            if cfg.web.listen.ip().is_unspecified() {
+                names.retain(|n| {
+                    n.parse::<std::net::IpAddr>()
+                        .map_or(true, |ip| !ip.is_unspecified())
+                });
+            }
+            let (tls, created) = crate::tls::self_signed(state_dir, &names)?;
+            if created {
+                info!(cert = %tls.cert_path.display(), names = ?names, "created a self-signed TLS certificate");
+            }
+            tls
+        }
+    };
+    info!(listen = %cfg.web.listen, cert = %tls.cert_path.display(), fingerprint = %tls.fingerprint, "serving HTTPS; certificate SHA-256 fingerprint");
+    Ok(Some(tls))
+}
+
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("output"))
         .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
@@ -276,11 +341,14 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 async fn serve_tcp(l: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let r = axum::serve(l, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let r = axum::serve(
+        l,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
     if let Err(e) = r {
         error!("HTTP server failed: {e}");
     }

@@ -15,3 +15,4 @@ pub mod privsep;
 pub mod reload;
 pub mod scheduler;
 pub mod store;
+pub mod tls;
