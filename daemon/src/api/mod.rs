@@ -12,6 +12,7 @@ mod jobs;
 mod openapi;
 mod runs;
 mod session;
+mod stats;
 mod system;
 mod tokens;
 
@@ -67,6 +68,7 @@ pub struct AppState {
         runs::show,
         runs::kill,
         runs::stream,
+        stats::daily,
         system::health,
         system::nodes,
         system::preview,
@@ -121,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}", get(runs::show))
         .route("/api/v1/runs/{id}/stream", get(runs::stream))
         .route("/api/v1/runs/{id}/kill", post(runs::kill))
+        .route("/api/v1/stats/daily", get(stats::daily))
         .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))
