@@ -72,6 +72,16 @@ struct Connection {
         value_name = "FILE"
     )]
     token_file: Option<PathBuf>,
+    /// PEM certificates to trust for https:// besides the system's, e.g. a
+    /// cronsund's self-signed <state_dir>/tls/cert.pem.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_CA_FILE",
+        value_name = "FILE"
+    )]
+    ca_file: Option<PathBuf>,
     /// The daemon's config, read to find its socket [default: /etc/cronsun/cronsun.toml].
     #[arg(
         long,
@@ -125,9 +135,14 @@ impl Ctx {
     pub fn client(&self) -> Result<Client> {
         let server =
             server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
+        let ca_file = self.conn.ca_file.clone().or(server.ca_file);
         let token =
             server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?;
-        Ok(Client::new(&server, token)?)
+        Ok(Client::with_ca_file(
+            &server.url,
+            token,
+            ca_file.as_deref(),
+        )?)
     }
 
     pub fn json(&self) -> bool {
