@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod cli;
 pub mod daemon;
+pub mod etcd;
 pub mod ferret;
 pub mod http;
 pub mod jobs;
