@@ -9,6 +9,7 @@
 
 pub mod bins;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod etcd;
 pub mod ferret;

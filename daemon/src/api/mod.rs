@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub token: TokenCheck,
     pub state_dir: PathBuf,
+    /// Cluster mode: the etcd coordination (node directory).
+    pub cluster: Option<Arc<crate::store::etcd::EtcdCoord>>,
 }
 
 #[derive(OpenApi)]

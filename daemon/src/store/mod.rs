@@ -5,6 +5,7 @@
 //! in the state dir implements both; MongoDB and etcd implement the same
 //! traits later. All methods are async and never block a runtime thread.
 
+pub mod etcd;
 pub mod mongo;
 pub mod sqlite;
 
