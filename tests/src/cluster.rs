@@ -168,3 +168,16 @@ impl Default for Ledger {
 pub fn wait_for(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
     crate::wait::poll_until(timeout, Duration::from_millis(100), || pred().then_some(())).is_some()
 }
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.ferret.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "===== FerretDB log (last 60 lines) =====\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}

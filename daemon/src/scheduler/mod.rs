@@ -683,7 +683,11 @@ impl Scheduler {
             "not started within its start deadline ({}) — the daemon was down, the clock stepped, or the node was overloaded",
             cronsun_proto::Dur(deadline)
         );
-        if let Some((count, first, last)) = due.summarised {
+        // Cluster `one` jobs: only claimed decisions. Writes without a claim
+        // (older missed instants, summaries, catch-ups) could come from every
+        // node, or contradict the node that ran the instant.
+        let claimed_only = self.cluster_turn(&job.id, now).is_some();
+        if let Some((count, first, last)) = due.summarised.filter(|_| !claimed_only) {
             let run_id = format!(
                 "{}~missed~{}~{}",
                 job.id,
@@ -708,6 +712,11 @@ impl Scheduler {
             Some((l, o)) => (Some(*l), o),
             None => (None, &[][..]),
         };
+        let (older, catchup) = if claimed_only {
+            (&[][..], &[][..])
+        } else {
+            (older, &due.catchup[..])
+        };
         for t in older {
             let rec = self.instant_record(job, *t, RunStatus::Missed);
             self.write(records::settled(
@@ -718,7 +727,7 @@ impl Scheduler {
             ))
             .await;
         }
-        for t in &due.catchup {
+        for t in catchup {
             let run_id = records::scheduled_run_id(job, *t, &self.node);
             let rec = records::new_record(
                 job,
@@ -732,7 +741,7 @@ impl Scheduler {
             self.start_unclaimed(job, rec, now).await;
         }
         // The last missed instant moves the watermark with its record.
-        if let Some(t) = last_missed {
+        if let Some(t) = last_missed.filter(|t| !self.decided_elsewhere(&job.id, *t)) {
             let rec = self.instant_record(job, t, RunStatus::Missed);
             let rec = records::settled(rec, RunStatus::Missed, missed_reason.clone(), now);
             if matches!(

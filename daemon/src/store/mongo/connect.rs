@@ -55,7 +55,11 @@ fn index(keys: Document, name: &str) -> IndexModel {
 /// the same definition is left alone) and the `audit` collection.
 pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
     let runs = db.collection::<Document>("runs");
-    runs.create_indexes([
+    // One index per command: FerretDB 1.24.2 panics (and drops the
+    // connection) on a createIndexes of two or more indexes that all exist
+    // already, i.e. at every start after the first and on every node but
+    // the first of a cluster.
+    let all = [
         // Search shapes: equalities + order by (scheduled_at, _id) desc.
         index(doc! {"scheduled_at": -1, "_id": -1}, "by_time"),
         index(doc! {"job_id": 1, "scheduled_at": -1, "_id": -1}, "by_job"),
@@ -73,8 +77,10 @@ pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::
         index(doc! {"expire_at": 1}, "by_expiry"),
         // Detail by bare run id (latest attempt).
         index(doc! {"run_id": 1, "attempt": -1}, "by_run"),
-    ])
-    .await?;
+    ];
+    for model in all {
+        runs.create_index(model).await?;
+    }
     db.collection::<Document>("stats_daily")
         .create_index(index(doc! {"job_id": 1, "day": 1}, "by_job_day"))
         .await?;
