@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
 use crate::privsep::{self, notify};
 use crate::scheduler::{ClusterView, NodeIdentity, Parts, Scheduler, SchedulerConfig};
-use crate::store::etcd::{describe, ClusterParts, ClusterRuns, EtcdCoord};
+use crate::store::etcd::{describe, ClusterParts, ClusterRuns, EtcdCoord, StartError};
 use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
@@ -30,6 +30,12 @@ const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often retention runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The node id is registered by another live process: a configuration
+/// error (exit 78, not restarted), not a crash.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join the cluster: {0}")]
+pub struct NodeIdTaken(pub String);
 
 /// Runs the daemon (both roles in this process) until SIGTERM/SIGINT,
 /// then drains and returns.
@@ -117,7 +123,10 @@ async fn run_with(
                 stop_rx.clone(),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?,
+            .map_err(|e| match e {
+                StartError::IdTaken(m) => anyhow::Error::new(NodeIdTaken(m)),
+                StartError::Other(m) => anyhow::anyhow!("cannot join the cluster: {m}"),
+            })?,
         ),
         (Some(_), None) => anyhow::bail!("cluster mode ([etcd]) needs a [mongodb] section"),
         (None, _) => None,

@@ -352,6 +352,19 @@ impl Membership {
         let (tx, mut rx) = mpsc::channel(16);
         let task = tokio::spawn(follow(self.etcd.clone(), self.keys.nodes(), true, tx, stop));
         while let Some(feed) = rx.recv().await {
+            let gone = self.apply_peers(feed);
+            for r in gone {
+                self.record_death(r).await;
+            }
+        }
+        let _ = task.await;
+    }
+
+    /// Applies one feed message to the peer view; returns the peers whose
+    /// registration disappeared (their lease expired or was revoked).
+    fn apply_peers(&self, feed: Feed) -> Vec<NodeRecord> {
+        let mut gone = Vec::new();
+        {
             let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
             let parse =
                 |kv: &etcd_client::KeyValue| serde_json::from_slice::<NodeRecord>(kv.value()).ok();
@@ -373,7 +386,7 @@ impl Membership {
                             }
                             Change::Deleted(k) => {
                                 if let Some(id) = self.keys.id_in("node/", &k) {
-                                    peers.remove(id);
+                                    gone.extend(peers.remove(id));
                                 }
                             }
                         }
@@ -381,7 +394,32 @@ impl Membership {
                 }
             }
         }
-        let _ = task.await;
+        gone
+    }
+
+    /// A peer's registration vanished: its `nodeinfo/` says when it was
+    /// last seen alive (every node that saw it writes the same thing).
+    async fn record_death(&self, mut r: NodeRecord) {
+        if r.info.id == self.id() {
+            return;
+        }
+        info!(node = %r.info.id, "node left the cluster (lease expired or revoked)");
+        r.info.alive = false;
+        r.info.last_seen = Timestamp::now();
+        let Ok(body) = encode(&r) else {
+            return;
+        };
+        let mut kv = self.etcd.client.kv_client();
+        if let Err(e) = self
+            .etcd
+            .call(
+                "record a node's death",
+                kv.put(self.keys.node_info(&r.info.id), body, None),
+            )
+            .await
+        {
+            warn!(node = %r.info.id, "cannot record that the node left: {e}");
+        }
     }
 
     /// When this node tries to claim instant `t` of job `job`, relative to

@@ -91,6 +91,17 @@ pub struct EtcdCoord {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another live process holds this node id (a configuration problem:
+    /// the daemon exits 78 and is not restarted).
+    #[error("{0}")]
+    IdTaken(String),
+    #[error("{0}")]
+    Other(String),
+}
+
 /// What the daemon hands over to start cluster mode.
 pub struct ClusterParts {
     pub info: NodeInfo,
@@ -156,8 +167,8 @@ impl EtcdCoord {
         cfg: &EtcdSection,
         p: ClusterParts,
         stop: watch::Receiver<bool>,
-    ) -> std::result::Result<Arc<EtcdCoord>, String> {
-        let etcd = Etcd::connect(cfg).await?;
+    ) -> std::result::Result<Arc<EtcdCoord>, StartError> {
+        let etcd = Etcd::connect(cfg).await.map_err(StartError::Other)?;
         let keys = Keys::new(&cfg.prefix);
         let member = Membership::new(
             etcd.clone(),
@@ -173,7 +184,7 @@ impl EtcdCoord {
         );
         match member.register().await {
             Ok(()) => {}
-            Err(e @ RegisterError::Taken { .. }) => return Err(e.to_string()),
+            Err(e @ RegisterError::Taken { .. }) => return Err(StartError::IdTaken(e.to_string())),
             Err(RegisterError::Store(e)) => {
                 warn!("etcd is unreachable at start ({e}); running `all` jobs from the last known job set and registering when etcd answers");
             }
@@ -182,7 +193,7 @@ impl EtcdCoord {
             .mirror
             .list_jobs()
             .await
-            .map_err(|e| format!("cannot read the mirrored job set: {e}"))?
+            .map_err(|e| StartError::Other(format!("cannot read the mirrored job set: {e}")))?
             .into_iter()
             .map(|j| (j.id.clone(), (j.kind, j.revision)))
             .collect();
@@ -713,6 +724,24 @@ impl EtcdCoord {
         Ok(())
     }
 
+    /// Reads a job the watch has not delivered yet; if it is at `revision`,
+    /// mirrors it (so a local claim can find it) and returns its kind.
+    async fn learn(&self, job_id: &str, revision: u64) -> Result<Option<JobKind>> {
+        let Some(job) = self.read_job(job_id).await? else {
+            return Ok(None);
+        };
+        if job.revision != revision {
+            return Ok(None);
+        }
+        let kind = job.kind;
+        self.mirror.mirror_jobs(vec![job], vec![], None).await?;
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id.to_string(), (kind, revision));
+        Ok(Some(kind))
+    }
+
     async fn one_watermark(&self, job_id: &str) -> Result<Option<Timestamp>> {
         let mut kv = self.etcd.client.kv_client();
         let resp = self
@@ -879,10 +908,24 @@ impl CoordStore for EtcdCoord {
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome> {
-        match self.kind_of(&req.job_id) {
-            Some(JobKind::All) => self.local.claim(req).await,
-            Some(JobKind::One) => self.claim_one(req).await,
-            None => Ok(ClaimOutcome::JobChanged),
+        let kind = match self.kind_of(&req.job_id) {
+            Some(k) => k,
+            // The scheduler read the job before the watch brought it here.
+            None => match self.learn(&req.job_id, req.job_revision).await? {
+                Some(k) => k,
+                None => return Ok(ClaimOutcome::JobChanged),
+            },
+        };
+        match kind {
+            JobKind::One => self.claim_one(req).await,
+            JobKind::All => match self.local.claim(req.clone()).await? {
+                ClaimOutcome::JobChanged
+                    if self.learn(&req.job_id, req.job_revision).await?.is_some() =>
+                {
+                    self.local.claim(req).await
+                }
+                out => Ok(out),
+            },
         }
     }
 
