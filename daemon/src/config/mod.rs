@@ -511,6 +511,16 @@ mod tests {
     }
 
     #[test]
+    fn sample_cluster_config_is_valid() {
+        let c = Config::parse(
+            Path::new("conf/cluster.toml"),
+            include_str!("../../../conf/cluster.toml"),
+        )
+        .expect("conf/cluster.toml is valid");
+        assert!(c.etcd.is_some() && c.mongodb.is_some());
+    }
+
+    #[test]
     fn missing_default_file_means_defaults_but_explicit_is_an_error() {
         let p = Path::new("/nonexistent/cronsun.toml");
         assert!(Config::load(p, false).is_ok());
