@@ -119,6 +119,10 @@ async fn run_with(
                     mirror: store.clone(),
                     local: m.coord(),
                     runs: m.clone(),
+                    api_url: e
+                        .api_url
+                        .clone()
+                        .unwrap_or_else(|| api_url(cfg.web.listen, &hostname)),
                 },
                 stop_rx.clone(),
             )
@@ -130,6 +134,24 @@ async fn run_with(
         ),
         (Some(_), None) => anyhow::bail!("cluster mode ([etcd]) needs a [mongodb] section"),
         (None, _) => None,
+    };
+    // One admin token for the whole cluster (requests reach the leader
+    // through any node).
+    let token = match &cluster {
+        None => token,
+        Some(c) => match c.admin_token(&token).await {
+            Ok((t, _)) if t == token => t,
+            Ok((t, by)) => {
+                node::write_private(&token_path, format!("{t}\n").as_bytes(), false)
+                    .with_context(|| format!("cannot write {}", token_path.display()))?;
+                info!(path = %token_path.display(), bootstrapped_by = %by, "using the cluster's admin token");
+                t
+            }
+            Err(e) => {
+                warn!("cannot agree on the cluster's admin token ({e}); this node's own token works on this node only");
+                token
+            }
+        },
     };
     let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match (&cluster, &mongo) {
         (Some(c), Some(m)) => (
@@ -284,6 +306,16 @@ async fn run_with(
     }
     info!("cronsund stopped");
     Ok(())
+}
+
+/// `http://` + the listen address (the hostname when it listens on all
+/// addresses): how other nodes reach this one's API by default.
+fn api_url(listen: std::net::SocketAddr, hostname: &str) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://{hostname}:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
 }
 
 /// This node's facts as registered in etcd.

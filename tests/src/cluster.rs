@@ -57,7 +57,38 @@ impl Cluster {
         for _ in 0..n {
             c.add_node(|cfg| cfg);
         }
+        c.wait_leader(Duration::from_secs(15));
         c
+    }
+
+    /// The web leader's node id, as the `leader` key says.
+    pub fn leader(&self) -> Option<String> {
+        let v = self.etcd.value(&format!("{}leader", self.prefix))?;
+        let j: serde_json::Value = serde_json::from_str(&v).ok()?;
+        j["node"].as_str().map(str::to_string)
+    }
+
+    /// Waits until a live node leads and every running node's API answers
+    /// (served by the leader); panics otherwise.
+    #[track_caller]
+    pub fn wait_leader(&mut self, timeout: Duration) -> String {
+        let mut leader = None;
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect();
+        let ok = wait_for(timeout, || {
+            leader = self.leader();
+            let Some(l) = &leader else { return false };
+            running
+                .iter()
+                .all(|&i| self.nodes[i].served_by("/api/v1/nodes").as_deref() == Some(l.as_str()))
+        });
+        assert!(
+            ok,
+            "no web leader serving every node's API (leader key: {leader:?})\n{}",
+            self.logs()
+        );
+        leader.unwrap_or_default()
     }
 
     /// The config every node gets, plus `extra` (environment, e.g. faults).

@@ -161,6 +161,7 @@ fn cluster_runs_one_jobs_once_and_survives_node_failures() {
             .is_some()
     });
     assert!(ok, "no instant ran after the kill:\n{}", c.logs());
+    c.wait_leader(Duration::from_secs(15)); // the victim may have led the web
     let by_t = starts_by_instant(&ledger, "tick");
     for s in 0..4 {
         let t = target + SignedDuration::from_secs(s);
@@ -227,6 +228,7 @@ fn cluster_runs_one_jobs_once_and_survives_node_failures() {
         "nothing ran while a node was frozen\n{}",
         c.logs()
     );
+    c.wait_leader(Duration::from_secs(15));
     let run_id = ids::scheduled_run_id(&slow, parse(&slow_start.scheduled_at), None);
     let fenced: RunRecord =
         c.nodes[fi].wait_for_final(&ids::record_id(&run_id, 1), Duration::from_secs(20));
@@ -270,6 +272,7 @@ fn cluster_runs_one_jobs_once_and_survives_node_failures() {
     c.nodes[faulty].kill9();
     c.nodes[faulty].clear_env();
     c.nodes[faulty].restart();
+    c.wait_leader(Duration::from_secs(15));
     let faulty_id = c.nodes[faulty].node_id().to_string();
 
     // ---- the whole history --------------------------------------------------

@@ -55,6 +55,7 @@ fn a_second_process_with_a_live_node_id_is_refused_and_node_ls_shows_the_dead() 
             .registered(&gone)),
         "the killed node's lease did not expire"
     );
+    c.wait_leader(Duration::from_secs(15));
     let listed = wait_for(Duration::from_secs(5), || {
         let nodes = c.nodes[0].cli_json(&["node", "ls"]);
         let alive = |id: &str| {
@@ -150,4 +151,42 @@ fn an_etcd_restart_keeps_all_jobs_firing_and_one_jobs_at_most_once() {
     for (t, s) in ledger.by_instant("tick") {
         assert_eq!(s.len(), 1, "instant {t} ran {} times: {s:?}", s.len());
     }
+}
+
+/// The web leader serves the API through every node (proxied, the token
+/// intact); kill -9 of the leader → another node leads and every survivor
+/// serves through it within the lease TTL plus the campaign time.
+#[test]
+fn the_web_leader_serves_through_every_node_and_fails_over() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(Duration::from_secs(15));
+    for d in &c.nodes {
+        assert_eq!(
+            d.served_by("/api/v1/nodes").as_deref(),
+            Some(leader.as_str())
+        );
+        // Node-local answers stay local.
+        let h = d.anonymous_get("/healthz");
+        assert_eq!(
+            h.header("x-cronsun-served-by").as_deref(),
+            Some(d.node_id())
+        );
+    }
+    // A write through a non-leader is applied (cookies and Authorization
+    // pass through unchanged).
+    let li = c.index_of(&leader).expect("leader index");
+    let other = (li + 1) % 3;
+    let id = unique_id("via-proxy");
+    c.nodes[other].create_job(&job(json!({
+        "id": id, "command": ["true"], "rules": [{ "schedule": "0 0 1 1 *" }],
+    })));
+    assert!(c.nodes[li].get_job(&id).is_some());
+
+    let killed_at = std::time::Instant::now();
+    c.nodes[li].kill9();
+    let next = c.wait_leader(Duration::from_secs(LEASE_TTL_S + 10));
+    let failover = killed_at.elapsed();
+    assert_ne!(next, leader);
+    println!("web leader failover after kill -9: {failover:?} (lease TTL {LEASE_TTL_S} s)");
+    assert!(c.nodes[(li + 2) % 3].get_job(&id).is_some());
 }

@@ -124,5 +124,9 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api)
         .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::coord::proxy::to_leader,
+        ))
         .with_state(state)
 }

@@ -57,6 +57,11 @@ pub struct EtcdSection {
     /// containers that share the host's clock).
     #[serde(default = "default_true")]
     pub require_clock_sync: bool,
+    /// How the other nodes reach this node's API when it is the web leader
+    /// (`http://host:port`); default: `http://` + `[web] listen`, with the
+    /// hostname when it listens on all addresses.
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -101,6 +106,7 @@ impl fmt::Debug for EtcdSection {
             .field("lead", &self.lead)
             .field("max_skew", &self.max_skew)
             .field("require_clock_sync", &self.require_clock_sync)
+            .field("api_url", &self.api_url)
             .finish()
     }
 }
@@ -239,6 +245,9 @@ impl EtcdSection {
         if ttl.subsec_nanos() != 0 {
             return Err(("etcd.lease_ttl", "must be a whole number of seconds".into()));
         }
+        if let Some(u) = &self.api_url {
+            endpoint_parts(u).map_err(|m| ("etcd.api_url", m))?;
+        }
         if self.lead.0 > Duration::from_secs(5) {
             return Err(("etcd.lead", "must be at most 5s".into()));
         }
@@ -298,6 +307,7 @@ mod tests {
             ("lead = \"6s\"", "etcd.lead"),
             ("tls_ca_file = \"/ca.pem\"", "etcd.endpoints"),
             ("tls_cert_file = \"/c.pem\"", "etcd.tls_cert_file"),
+            ("api_url = \"node1:7079\"", "etcd.api_url"),
         ] {
             assert_eq!(section(extra).check().unwrap_err().0, key, "{extra}");
         }

@@ -57,6 +57,14 @@ impl Keys {
     pub fn paused(&self) -> String {
         self.key(&["paused"])
     }
+    /// The admin token every node accepts (bootstrapped by the first node).
+    pub fn admin_token(&self) -> String {
+        self.key(&["admin-token"])
+    }
+    /// The web leader (under the leader's node lease).
+    pub fn leader(&self) -> String {
+        self.key(&["leader"])
+    }
 
     /// The id part of a key under `folder` (e.g. `job/`), if it is one.
     pub fn id_in<'a>(&self, folder: &str, key: &'a [u8]) -> Option<&'a str> {

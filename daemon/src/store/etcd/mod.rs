@@ -18,9 +18,11 @@
 mod client;
 mod follow;
 pub mod keys;
+mod leader;
 mod members;
 
 pub use client::Etcd;
+pub use leader::{Leader, Leadership};
 pub use members::{Membership, NodeRecord, RegisterError, Timing};
 
 use std::collections::HashMap;
@@ -88,6 +90,7 @@ pub struct EtcdCoord {
     finished: Mutex<Vec<String>>,
     finished_wake: Notify,
     attempts: AtomicU64,
+    leadership: Arc<Leadership>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -109,6 +112,8 @@ pub struct ClusterParts {
     pub mirror: Arc<SqliteStore>,
     pub local: SpooledCoord,
     pub runs: Arc<dyn RunStore>,
+    /// Where the other nodes reach this node's API (`http://host:port`).
+    pub api_url: String,
 }
 
 fn parse_job(kv: &KeyValue, keys: &Keys) -> Option<Job> {
@@ -197,6 +202,15 @@ impl EtcdCoord {
             .into_iter()
             .map(|j| (j.id.clone(), (j.kind, j.revision)))
             .collect();
+        let leadership = Leadership::new(
+            etcd.clone(),
+            keys.clone(),
+            Leader {
+                node: p.node.id.clone(),
+                url: p.api_url.clone(),
+            },
+            member.clone(),
+        );
         let coord = Arc::new(EtcdCoord {
             etcd: etcd.clone(),
             keys: keys.clone(),
@@ -211,6 +225,7 @@ impl EtcdCoord {
             finished: Mutex::new(Vec::new()),
             finished_wake: Notify::new(),
             attempts: AtomicU64::new(0),
+            leadership: leadership.clone(),
             tasks: Mutex::new(Vec::new()),
         });
         let (jobs_tx, jobs_rx) = mpsc::channel(64);
@@ -231,6 +246,7 @@ impl EtcdCoord {
             tokio::spawn(coord.clone().apply_pause(pause_rx)),
             tokio::spawn(coord.clone().delete_finished(stop.clone())),
             tokio::spawn(coord.clone().reconcile_previous_boots()),
+            tokio::spawn(leadership.run(stop.clone())),
         ];
         *coord.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(coord)
@@ -239,6 +255,50 @@ impl EtcdCoord {
     /// The global pause switch as etcd has it (changes from any node).
     pub fn pause_feed(&self) -> watch::Receiver<GlobalPause> {
         self.pause.subscribe()
+    }
+
+    /// The cluster's admin token: the first node to start writes its own
+    /// (create-if-absent); every node then uses that one, so a token works
+    /// through any node (requests are proxied to the leader). Returns the
+    /// cluster's token and the node that bootstrapped it.
+    pub async fn admin_token(&self, mine: &str) -> Result<(String, String)> {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Bootstrap {
+            token: String,
+            node: String,
+        }
+        let key = self.keys.admin_token();
+        let body = serde_json::to_string(&Bootstrap {
+            token: mine.to_string(),
+            node: self.node.id.clone(),
+        })
+        .map_err(backend)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), body, None)])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let mut kv = self.etcd.client.kv_client();
+        let resp = self.etcd.call("bootstrap admin token", kv.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok((mine.to_string(), self.node.id.clone()));
+        }
+        let b: Bootstrap = gets(&resp)
+            .into_iter()
+            .flatten()
+            .next()
+            .and_then(|kv| serde_json::from_slice(kv.value()).ok())
+            .ok_or_else(|| backend(format!("{key} is unreadable")))?;
+        Ok((b.token, b.node))
+    }
+
+    /// The web leader, if one is known.
+    pub fn leader(&self) -> Option<Leader> {
+        self.leadership.leader()
+    }
+
+    /// Whether this node is the web leader now (not fenced).
+    pub fn is_leader(&self) -> bool {
+        self.leadership.is_leader()
     }
 
     /// Every node of the cluster, alive or not.
