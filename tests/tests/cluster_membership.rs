@@ -190,3 +190,46 @@ fn the_web_leader_serves_through_every_node_and_fails_over() {
     println!("web leader failover after kill -9: {failover:?} (lease TTL {LEASE_TTL_S} s)");
     assert!(c.nodes[(li + 2) % 3].get_job(&id).is_some());
 }
+
+/// `concurrency = "forbid"` holds across the cluster: while a run is in
+/// progress on any node, no node starts the next instant; those instants
+/// are recorded `skipped` naming the run still in progress.
+#[test]
+fn forbid_holds_across_nodes() {
+    let c = Cluster::start(2);
+    let ledger = Ledger::new();
+    let id = unique_id("forbid");
+    c.nodes[0].create_job(&job(json!({
+        "id": id, "command": format!("{}; sleep 2.5", ledger.command("forbid")), "shell": true,
+        "rules": [{ "schedule": "* * * * * *" }], "concurrency": "forbid",
+    })));
+    assert!(
+        wait_for(Duration::from_secs(30), || ledger.starts("forbid").len()
+            >= 4),
+        "fewer than 4 starts\n{}",
+        c.logs()
+    );
+    let starts: Vec<Timestamp> = ledger
+        .by_instant("forbid")
+        .keys()
+        .map(|t| t.parse().expect("instant"))
+        .collect();
+    for w in starts.windows(2) {
+        assert!(
+            w[1].duration_since(w[0]) >= jiff::SignedDuration::from_secs(3),
+            "runs overlapped: {} then {} (each runs 2.5 s)",
+            w[0],
+            w[1]
+        );
+    }
+    let runs = c.nodes[1].runs(&id);
+    assert!(
+        runs.iter()
+            .any(|r| r.status == cronsun_tests::RunStatus::Skipped
+                && r.reason
+                    .as_deref()
+                    .is_some_and(|s| s.contains("cluster-wide"))),
+        "no skipped record:\n{}",
+        cronsun_tests::fmt_records(&runs)
+    );
+}

@@ -54,6 +54,10 @@ impl Keys {
     pub fn running(&self, node: &str, run_id: &str) -> String {
         self.key(&["running/", node, "/", run_id])
     }
+    /// The run in progress of a `forbid` job (under its node's lease).
+    pub fn active(&self, job: &str) -> String {
+        self.key(&["active/", job])
+    }
     pub fn paused(&self) -> String {
         self.key(&["paused"])
     }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cronsun_proto::api::{GlobalPause, LastRun, NodeInfo, RunPage, RunQuery};
-use cronsun_proto::job::JobKind;
+use cronsun_proto::job::{Concurrency, JobKind};
 use cronsun_proto::run::{RunStatus, Trigger};
 use cronsun_proto::{ids, Job, RunRecord};
 use etcd_client::{
@@ -59,7 +59,7 @@ const EVENT_BUFFER: usize = 4096;
 /// Jobs per write transaction (etcd allows 128 operations per transaction).
 const JOBS_PER_TXN: usize = 60;
 /// `running/` keys deleted per transaction.
-const DELETES_PER_TXN: usize = 100;
+const DELETES_PER_TXN: usize = 60;
 /// How long finished runs' `running/` keys are collected before one delete.
 const DELETE_COALESCE: Duration = Duration::from_millis(250);
 /// Attempts of one claim whose reply was lost.
@@ -84,14 +84,41 @@ pub struct EtcdCoord {
     /// Where a won claim's first record goes (the spool).
     runs: Arc<dyn RunStore>,
     events: broadcast::Sender<JobEvent>,
-    /// Kind and revision of every known job (from the watch).
-    known: RwLock<HashMap<String, (JobKind, u64)>>,
+    /// What claims need of every known job (from the watch).
+    known: RwLock<HashMap<String, KnownJob>>,
     pause: watch::Sender<GlobalPause>,
-    finished: Mutex<Vec<String>>,
+    /// Deletes waiting for the next batch (`running/` keys, `active/` keys).
+    finished: Mutex<Vec<TxnOp>>,
     finished_wake: Notify,
     attempts: AtomicU64,
     leadership: Arc<Leadership>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What a claim needs to know of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KnownJob {
+    kind: JobKind,
+    revision: u64,
+    /// `concurrency = "forbid"`: one run at a time cluster-wide (`active/`).
+    forbid: bool,
+}
+
+impl KnownJob {
+    fn of(j: &Job) -> KnownJob {
+        KnownJob {
+            kind: j.kind,
+            revision: j.revision,
+            forbid: j.concurrency == Concurrency::Forbid,
+        }
+    }
+}
+
+/// A claim transaction's answer before the forbid rule is applied.
+enum Claimed {
+    Done(ClaimOutcome),
+    /// A previous run of this `forbid` job is still active (its record id).
+    Busy(String),
 }
 
 /// Why cluster mode could not start.
@@ -200,7 +227,7 @@ impl EtcdCoord {
             .await
             .map_err(|e| StartError::Other(format!("cannot read the mirrored job set: {e}")))?
             .into_iter()
-            .map(|j| (j.id.clone(), (j.kind, j.revision)))
+            .map(|j| (j.id.clone(), KnownJob::of(&j)))
             .collect();
         let leadership = Leadership::new(
             etcd.clone(),
@@ -321,12 +348,16 @@ impl EtcdCoord {
         self.member.leave().await;
     }
 
-    fn kind_of(&self, id: &str) -> Option<JobKind> {
+    fn known(&self, id: &str) -> Option<KnownJob> {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|(k, _)| *k)
+            .copied()
+    }
+
+    fn kind_of(&self, id: &str) -> Option<JobKind> {
+        self.known(id).map(|k| k.kind)
     }
 
     // ---- following ----------------------------------------------------------
@@ -351,7 +382,7 @@ impl EtcdCoord {
                         .collect();
                     let puts: Vec<Job> = jobs
                         .into_iter()
-                        .filter(|j| known.get(&j.id).is_none_or(|(_, r)| *r != j.revision))
+                        .filter(|j| known.get(&j.id).is_none_or(|k| k.revision != j.revision))
                         .collect();
                     (puts, deletes, revision)
                 }
@@ -392,7 +423,7 @@ impl EtcdCoord {
                     known.remove(id);
                 }
                 for j in &puts {
-                    known.insert(j.id.clone(), (j.kind, j.revision));
+                    known.insert(j.id.clone(), KnownJob::of(j));
                 }
             }
             for id in deletes {
@@ -428,12 +459,28 @@ impl EtcdCoord {
     // ---- finished runs --------------------------------------------------------
 
     /// A `one` run ended: its `running/` key goes in the next batch delete.
+    /// A `forbid` job's `active/` key goes too, if it still names this run.
     fn run_finished(&self, rec: &RunRecord) {
-        let key = self.keys.running(&rec.node_id, &rec.run_id);
+        let mut ops = vec![TxnOp::delete(
+            self.keys.running(&rec.node_id, &rec.run_id),
+            None,
+        )];
+        if self.known(&rec.job_id).is_some_and(|k| k.forbid) {
+            let active = self.keys.active(&rec.job_id);
+            ops.push(TxnOp::txn(
+                Txn::new()
+                    .when([Compare::value(
+                        active.as_str(),
+                        CompareOp::Equal,
+                        rec.record_id(),
+                    )])
+                    .and_then([TxnOp::delete(active, None)]),
+            ));
+        }
         self.finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(key);
+            .extend(ops);
         self.finished_wake.notify_one();
     }
 
@@ -449,18 +496,15 @@ impl EtcdCoord {
                 tokio::time::sleep(DELETE_COALESCE).await;
             }
             loop {
-                let batch: Vec<String> = {
+                let ops: Vec<TxnOp> = {
                     let mut f = self.finished.lock().unwrap_or_else(|e| e.into_inner());
                     let n = f.len().min(DELETES_PER_TXN);
                     f.drain(..n).collect()
                 };
-                if batch.is_empty() {
+                if ops.is_empty() {
                     break;
                 }
-                let ops: Vec<TxnOp> = batch
-                    .iter()
-                    .map(|k| TxnOp::delete(k.as_str(), None))
-                    .collect();
+                let n = ops.len();
                 let mut kv = self.etcd.client.kv_client();
                 if let Err(e) = self
                     .etcd
@@ -468,7 +512,7 @@ impl EtcdCoord {
                     .await
                 {
                     // They carry the node's lease: at worst they go when it does.
-                    warn!(n = batch.len(), "cannot delete finished runs' keys: {e}");
+                    warn!(n, "cannot delete finished runs' keys: {e}");
                     break;
                 }
             }
@@ -625,29 +669,74 @@ impl EtcdCoord {
 
     // ---- claims -------------------------------------------------------------
 
-    /// The claim of DESIGN §3 for a `one` job.
+    /// The claim of DESIGN §3 for a `one` job. A `forbid` job whose
+    /// previous run is still active anywhere in the cluster has the instant
+    /// decided as `skipped` (with the same transaction, minus the run).
     async fn claim_one(&self, req: ClaimRequest) -> Result<ClaimOutcome> {
         let Some(lease) = self.member.lease() else {
             return Err(backend(
                 "this node holds no live lease (fenced or not registered); not claiming",
             ));
         };
+        let forbid = req.record.status == RunStatus::Running
+            && self.known(&req.job_id).is_some_and(|k| k.forbid);
+        match self.try_claim(req.clone(), lease, forbid).await? {
+            Claimed::Done(out) => Ok(out),
+            Claimed::Busy(holder) => {
+                let instant = req.instant;
+                let mut rec = req.record.clone();
+                rec.status = RunStatus::Skipped;
+                rec.seq = RunStatus::Skipped.seq();
+                rec.finished_at = Some(Timestamp::now());
+                rec.reason = Some(format!(
+                    "previous run {holder} still running (concurrency = \"forbid\", cluster-wide)"
+                ));
+                let skip = ClaimRequest { record: rec, ..req };
+                match self.try_claim(skip, lease, false).await? {
+                    // Decided here (skipped); nothing for the scheduler to start.
+                    Claimed::Done(ClaimOutcome::Won { .. }) => {
+                        Ok(ClaimOutcome::Decided { watermark: instant })
+                    }
+                    Claimed::Done(out) => Ok(out),
+                    Claimed::Busy(_) => Err(backend("claim answered busy without forbid")),
+                }
+            }
+        }
+    }
+
+    /// One claim transaction (retried with the same nonce when the reply
+    /// is lost; the nonce read back tells whether it was applied).
+    async fn try_claim(&self, req: ClaimRequest, lease: i64, forbid: bool) -> Result<Claimed> {
         let n = self.attempts.fetch_add(1, Ordering::Relaxed);
         let nonce = format!("{}.{n}", self.member.boot());
         let claim_key = self.keys.claim(&req.job_id);
         let job_key = self.keys.job(&req.job_id);
         let node_key = self.keys.node(&self.node.id);
+        let active_key = self.keys.active(&req.job_id);
         let mark = Watermark {
             instant: req.instant,
             by: self.node.id.clone(),
             nonce: nonce.clone(),
             clock_ms: Timestamp::now().as_millisecond(),
         };
+        let mut when = vec![
+            Compare::value(
+                claim_key.as_str(),
+                CompareOp::Less,
+                instant_key(req.instant),
+            ),
+            Compare::mod_revision(job_key.as_str(), CompareOp::Equal, rev(req.job_revision)),
+            Compare::lease(node_key.as_str(), CompareOp::Equal, lease),
+        ];
         let mut then = vec![TxnOp::put(
             claim_key.as_str(),
             mark.encode(),
             Some(PutOptions::new().with_prev_key()),
         )];
+        let mut otherwise = vec![
+            TxnOp::get(claim_key.as_str(), None),
+            TxnOp::get(job_key.as_str(), None),
+        ];
         if req.record.status == RunStatus::Running {
             then.push(TxnOp::put(
                 self.keys.running(&self.node.id, &req.record.run_id),
@@ -655,21 +744,20 @@ impl EtcdCoord {
                 Some(PutOptions::new().with_lease(lease)),
             ));
         }
-        let txn = Txn::new()
-            .when([
-                Compare::value(
-                    claim_key.as_str(),
-                    CompareOp::Less,
-                    instant_key(req.instant),
-                ),
-                Compare::mod_revision(job_key.as_str(), CompareOp::Equal, rev(req.job_revision)),
-                Compare::lease(node_key.as_str(), CompareOp::Equal, lease),
-            ])
-            .and_then(then)
-            .or_else([
-                TxnOp::get(claim_key.as_str(), None),
-                TxnOp::get(job_key.as_str(), None),
-            ]);
+        if forbid {
+            when.push(Compare::create_revision(
+                active_key.as_str(),
+                CompareOp::Equal,
+                0,
+            ));
+            then.push(TxnOp::put(
+                active_key.as_str(),
+                req.record.record_id(),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+            otherwise.push(TxnOp::get(active_key.as_str(), None));
+        }
+        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
         let mut kv = self.etcd.client.kv_client();
         let mut last_err = None;
         for _ in 0..CLAIM_TRIES {
@@ -687,12 +775,12 @@ impl EtcdCoord {
                             if let Some(w) = Watermark::decode(kv.value()) {
                                 if w.nonce == nonce {
                                     let fence = u64::try_from(kv.mod_revision()).unwrap_or(0);
-                                    return self.won(req, fence, None).await;
+                                    return Ok(Claimed::Done(self.won(req, fence, None).await?));
                                 }
                                 if w.instant >= req.instant {
-                                    return Ok(ClaimOutcome::Decided {
+                                    return Ok(Claimed::Done(ClaimOutcome::Decided {
                                         watermark: w.instant,
-                                    });
+                                    }));
                                 }
                             }
                         }
@@ -710,34 +798,40 @@ impl EtcdCoord {
         resp: &TxnResponse,
         nonce: &str,
         lease: i64,
-    ) -> Result<ClaimOutcome> {
+    ) -> Result<Claimed> {
         if resp.succeeded() {
             let fence = resp.header().map_or(0, |h| h.revision());
             let previous = resp.op_responses().into_iter().find_map(|r| match r {
                 TxnOpResponse::Put(p) => p.prev_key().and_then(|kv| Watermark::decode(kv.value())),
                 _ => None,
             });
-            return self
+            let out = self
                 .won(
                     req,
                     u64::try_from(fence).unwrap_or(0),
                     previous.map(|w| w.instant),
                 )
-                .await;
+                .await?;
+            return Ok(Claimed::Done(out));
         }
         let got = gets(resp);
-        let (claim, job) = (
-            got.first().cloned().flatten(),
-            got.get(1).cloned().flatten(),
-        );
+        let claim = got.first().cloned().flatten();
+        let job = got.get(1).cloned().flatten();
+        let active = got.get(2).cloned().flatten();
         let job_ok = job.is_some_and(|kv| kv.mod_revision() == rev(req.job_revision));
-        match claim.as_ref().and_then(|kv| Watermark::decode(kv.value()).map(|w| (w, kv.mod_revision()))) {
+        let mark = claim
+            .as_ref()
+            .and_then(|kv| Watermark::decode(kv.value()).map(|w| (w, kv.mod_revision())));
+        match mark {
             Some((w, mod_rev)) if w.nonce == nonce => {
                 // An earlier try of this very claim was applied.
-                self.won(req, u64::try_from(mod_rev).unwrap_or(0), None).await
+                let out = self.won(req, u64::try_from(mod_rev).unwrap_or(0), None).await?;
+                Ok(Claimed::Done(out))
             }
-            Some((w, _)) if w.instant >= req.instant => Ok(ClaimOutcome::Decided { watermark: w.instant }),
-            _ if !job_ok => Ok(ClaimOutcome::JobChanged),
+            Some((w, _)) if w.instant >= req.instant => Ok(Claimed::Done(ClaimOutcome::Decided {
+                watermark: w.instant,
+            })),
+            _ if !job_ok => Ok(Claimed::Done(ClaimOutcome::JobChanged)),
             None => {
                 // The job exists but has no watermark (written by hand or by
                 // an older version): create one just before this instant.
@@ -748,6 +842,11 @@ impl EtcdCoord {
                     req.job_id
                 )))
             }
+            Some(_) if active.is_some() => Ok(Claimed::Busy(
+                active
+                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+                    .unwrap_or_default(),
+            )),
             Some(_) => Err(backend(format!(
                 "lease {lease:x} of node {} is no longer the registered one; not claiming until registered again",
                 self.node.id
@@ -793,13 +892,13 @@ impl EtcdCoord {
         if job.revision != revision {
             return Ok(None);
         }
-        let kind = job.kind;
+        let known = KnownJob::of(&job);
         self.mirror.mirror_jobs(vec![job], vec![], None).await?;
         self.known
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job_id.to_string(), (kind, revision));
-        Ok(Some(kind))
+            .insert(job_id.to_string(), known);
+        Ok(Some(known.kind))
     }
 
     async fn one_watermark(&self, job_id: &str) -> Result<Option<Timestamp>> {
@@ -880,6 +979,7 @@ impl CoordStore for EtcdCoord {
             .and_then([
                 TxnOp::delete(key, None),
                 TxnOp::delete(self.keys.claim(id), None),
+                TxnOp::delete(self.keys.active(id), None),
             ]);
         let mut kv = self.etcd.client.kv_client();
         let resp = self.etcd.call("delete job", kv.txn(txn)).await?;
@@ -929,9 +1029,9 @@ impl CoordStore for EtcdCoord {
         };
         let local = self.local.watermarks().await?;
         let known = self.known.read().unwrap_or_else(|e| e.into_inner()).clone();
-        out.retain(|id, _| known.get(id).is_none_or(|(k, _)| *k == JobKind::One));
+        out.retain(|id, _| known.get(id).is_none_or(|k| k.kind == JobKind::One));
         for (id, t) in local {
-            if known.get(&id).is_some_and(|(k, _)| *k == JobKind::All) {
+            if known.get(&id).is_some_and(|k| k.kind == JobKind::All) {
                 out.insert(id, t);
             }
         }
