@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub auth: Arc<Auth>,
     pub state_dir: PathBuf,
+    /// Cluster mode: the etcd coordination (node directory).
+    pub cluster: Option<Arc<crate::store::etcd::EtcdCoord>>,
 }
 
 #[derive(OpenApi)]
@@ -166,6 +168,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::identify,
+        ))
+        // Outermost: a node that is not the web leader hands the request on.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::coord::proxy::to_leader,
         ))
         .with_state(state)
 }
