@@ -9,6 +9,7 @@ mod error;
 mod jobs;
 mod runs;
 mod system;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(ui::routes())
         .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
         .with_state(state)
 }
