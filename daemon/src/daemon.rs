@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState, PeerCred, TokenCheck};
+use crate::api::{self, AppState, Auth, PeerCred, TokenCheck};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exec::Executor;
@@ -145,6 +145,7 @@ async fn run_with(
     .await
     .context("cannot start the scheduler")?;
 
+    let auth = start_auth(&cfg, store.clone(), &token, &state_dir).await?;
     let state = AppState {
         coord,
         runs: runs.clone(),
@@ -159,7 +160,7 @@ async fn run_with(
             started_at: clock.now(),
         }),
         metrics: metrics.clone(),
-        token: TokenCheck::new(&token),
+        auth,
         state_dir: state_dir.clone(),
     };
     let metrics_for_status = metrics.clone();
@@ -226,6 +227,30 @@ async fn run_with(
     Ok(())
 }
 
+/// Accounts, sessions and tokens: the session key, the first admin account
+/// (its password file's path is logged, never the password).
+async fn start_auth(
+    cfg: &Config,
+    store: Arc<SqliteStore>,
+    admin_token: &str,
+    state_dir: &Path,
+) -> anyhow::Result<Arc<Auth>> {
+    let key = api::auth::bootstrap::session_key(store.as_ref()).await?;
+    if let Some(path) = api::auth::bootstrap::ensure_admin(store.as_ref(), state_dir).await? {
+        info!(path = %path.display(), "created account admin; its password is in this file (mode 0600)");
+    }
+    Ok(Arc::new(Auth {
+        store,
+        admin_token: TokenCheck::new(admin_token),
+        key,
+        limiter: Default::default(),
+        session_ttl: cfg.web.session_ttl.0,
+        secure: cfg.web.transport() != crate::config::Transport::Plain,
+        hosts: cfg.web.allowed_hosts(&node::hostname()),
+        default_run_as: cfg.security.default_run_as.clone(),
+    }))
+}
+
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("output"))
         .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
@@ -271,11 +296,14 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 async fn serve_tcp(l: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let r = axum::serve(l, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let r = axum::serve(
+        l,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
     if let Err(e) = r {
         error!("HTTP server failed: {e}");
     }

@@ -8,6 +8,7 @@ mod body;
 mod error;
 mod jobs;
 mod runs;
+mod session;
 mod system;
 mod ui;
 
@@ -18,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
-pub use auth::{PeerCred, TokenCheck};
+pub use auth::{Auth, PeerCred, Principal, TokenCheck};
 pub use error::Failure;
 pub use system::VERSION;
 
@@ -38,7 +39,7 @@ pub struct AppState {
     pub default_tz: String,
     pub node: Arc<NodeFacts>,
     pub metrics: Metrics,
-    pub token: TokenCheck,
+    pub auth: Arc<Auth>,
     pub state_dir: PathBuf,
 }
 
@@ -68,6 +69,9 @@ pub struct AppState {
         system::pause_state,
         system::pause_all,
         system::resume_all,
+        session::login,
+        session::me,
+        session::logout,
     ),
     components(schemas(cronsun_proto::api::ApiError))
 )]
@@ -80,7 +84,8 @@ pub fn openapi_json() -> String {
         .unwrap_or_else(|_| "{}".into())
 }
 
-/// Every route; `auth` wraps all but `/healthz` and the OpenAPI document.
+/// Every route. `auth::identify` wraps all of them (Host check, who is
+/// calling, CSRF); `auth::authorize` applies each API route's rule.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
@@ -105,10 +110,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_auth,
-        ));
+        .route(
+            "/api/v1/session",
+            get(session::me)
+                .post(session::login)
+                .delete(session::logout),
+        )
+        .route_layer(axum::middleware::from_fn(auth::authorize));
     let doc = openapi_json();
     Router::new()
         .route("/healthz", get(system::health))
@@ -124,5 +132,9 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(ui::routes())
         .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
         .with_state(state)
 }

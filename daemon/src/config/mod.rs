@@ -7,6 +7,9 @@
 
 mod locate;
 mod mongo;
+mod web;
+
+pub use web::Transport;
 
 pub use mongo::MongoSection;
 
@@ -86,6 +89,22 @@ pub struct WebSection {
     /// Unix socket for local admin access; empty disables it.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// How long a browser session lasts after login.
+    #[serde(default = "web::default_session_ttl")]
+    pub session_ttl: Dur,
+    /// Names the Host header may carry; empty = localhost names, the listen
+    /// address and this machine's hostname.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// PEM certificate chain and key for TLS; without them a non-loopback
+    /// listener uses a self-signed certificate made at first start.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (logged at every start).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 impl Default for WebSection {
@@ -93,6 +112,11 @@ impl Default for WebSection {
         WebSection {
             listen: default_listen(),
             socket: default_socket(),
+            session_ttl: web::default_session_ttl(),
+            hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            insecure_plaintext: false,
         }
     }
 }
@@ -318,6 +342,7 @@ impl Config {
         if let Some(m) = &self.mongodb {
             m.check().map_err(|(key, msg)| err(key, msg))?;
         }
+        self.web.check().map_err(|(key, msg)| err(key, msg))?;
         if let Some(id) = &self.node.id {
             if !is_node_id(id) {
                 return Err(err(

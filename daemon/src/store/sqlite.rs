@@ -10,6 +10,7 @@
 //!   ([`reader`]) and run beside the writer (WAL);
 //! - job events are published after commit, in commit order.
 
+mod auth;
 pub(crate) mod cursor;
 mod jobs;
 mod reader;
@@ -221,6 +222,17 @@ impl CoordStore for SqliteStore {
     async fn set_global_pause(&self, p: GlobalPause) -> Result<()> {
         self.writer
             .run(move |c| Ok((jobs::set_global_pause(c, &p)?, vec![])))
+            .await
+    }
+
+    async fn apply_audited(
+        &self,
+        ops: Vec<super::CoordOp>,
+        audit: cronsun_proto::auth::AuditEntry,
+        now: Timestamp,
+    ) -> Result<Vec<Job>> {
+        self.writer
+            .run(move |c| auth::apply_ops(c, ops, audit, now))
             .await
     }
 }

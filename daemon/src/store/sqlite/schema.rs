@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the spool of run-record writes bound for MongoDB (see spool.rs).
     super::spool::MIGRATION,
+    // 3: accounts, API tokens, the audit log, shared secrets (see auth.rs).
+    super::auth::MIGRATION,
 ];
 
 /// The schema version this build writes.
