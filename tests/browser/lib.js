@@ -11,14 +11,15 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = join(here, '..', '..');
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run the browser tests through \`cargo test -p cronsun-tests --test browser_ui\`, which starts cronsund and sets it`);
-  return v;
-}
+export const BASE = process.env.CRONSUN_URL || '';
+export const STATE_DIR = process.env.CRONSUN_STATE_DIR || '';
 
-export const BASE = need('CRONSUN_URL');
-export const STATE_DIR = need('CRONSUN_STATE_DIR');
+/** Fails clearly when the tests were not started by their Rust wrapper. */
+export function requireDaemon() {
+  for (const [name, v] of [['CRONSUN_URL', BASE], ['CRONSUN_STATE_DIR', STATE_DIR]]) {
+    if (!v) throw new Error(`${name} is not set: run the browser tests through \`cargo test -p cronsun-tests --test browser_ui\`, which starts cronsund and sets it`);
+  }
+}
 export const TOKEN = () => readFileSync(join(STATE_DIR, 'admin.token'), 'utf8').trim();
 export const SHOTS = process.env.CRONSUN_SCREENSHOTS || join(repo, 'target', 'screenshots');
 export const CHROMIUM = process.env.CRONSUN_CHROMIUM || '/usr/bin/chromium';

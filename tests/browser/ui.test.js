@@ -1,0 +1,222 @@
+// Browser tests of the cronsun web UI against a real cronsund (started by
+// tests/tests/browser_ui.rs). One chromium for the admin, one for a viewer;
+// every page is photographed at laptop and phone width into
+// target/screenshots/.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, shoot, api, login, initialPassword, uniqueId, requireDaemon, BASE } from './lib.js';
+
+const LONG_WAIT = { timeout: 30000 };
+
+describe('cronsun web UI', () => {
+  let admin;
+  let page;
+  const jobId = uniqueId('ui-job');
+  const longId = uniqueId('ui-long');
+
+  before(async () => {
+    requireDaemon();
+    admin = await launch();
+    page = await admin.page();
+  });
+
+  after(async () => {
+    if (admin) {
+      const errs = admin.errors.filter((e) => !/Failed to load resource/.test(e));
+      await admin.close();
+      assert.deepEqual(errs, [], 'no script errors in the admin browser');
+    }
+  });
+
+  it('serves the app with a strict CSP and deep links', async () => {
+    const res = await fetch(`${BASE}/ui/jobs/some-job`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /^text\/html/);
+    assert.match(res.headers.get('content-security-policy'), /script-src 'self'/);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    const etag = res.headers.get('etag');
+    assert.ok(etag);
+    const again = await fetch(`${BASE}/ui/jobs/some-job`, { headers: { 'If-None-Match': etag } });
+    assert.equal(again.status, 304);
+    assert.equal((await fetch(`${BASE}/ui/js/missing.js`)).status, 404);
+    const root = await fetch(`${BASE}/`, { redirect: 'manual' });
+    assert.equal(root.headers.get('location'), '/ui/');
+  });
+
+  it('logs in with the first-start password', async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForURL(/\/ui\/login/);
+    await page.getByText('initial-admin-password').waitFor();
+    await shoot(page, 'login');
+    await page.getByLabel('User').fill('admin');
+    await page.getByLabel('Password').fill('not-the-password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('Wrong user or password.').waitFor();
+    await login(page, 'admin', initialPassword());
+    await page.getByRole('link', { name: 'Accounts' }).waitFor();
+    // Statistics: the chart, or a clear "unavailable" state; never a broken card.
+    await page.locator('#stats-unavailable, .chart svg').first().waitFor();
+    await shoot(page, 'dashboard');
+  });
+
+  it('creates a job through the editor, seeing the preview and the API\'s field errors', async () => {
+    await page.getByRole('link', { name: 'Jobs', exact: true }).click();
+    await page.getByRole('link', { name: 'New job' }).click();
+    await page.getByRole('heading', { name: 'New job' }).waitFor();
+    await page.getByLabel('Id', { exact: true }).fill(jobId);
+    await page.getByLabel('Name', { exact: true }).fill('UI made job');
+    await page.getByLabel('Group', { exact: true }).fill('ui');
+    await page.getByLabel('Command', { exact: true }).fill('for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.5; done');
+    await page.getByLabel('run with /bin/sh -c').check();
+    const schedule = page.getByLabel('Schedule', { exact: true });
+    await schedule.fill('61 * * * *');
+    await page.locator('.preview .field-error').waitFor();
+    await schedule.fill('0 6 * * MON-FRI');
+    await page.getByLabel('Time zone', { exact: true }).fill('America/New_York');
+    await page.locator('#preview-list li').nth(9).waitFor();
+    const first = await page.locator('#preview-list li').first().textContent();
+    assert.match(first, /06:00:00 (EST|EDT|GMT-[45])/, `preview in the chosen zone: ${first}`);
+    await page.getByLabel('Timeout', { exact: true }).fill('soon');
+    await page.getByRole('button', { name: 'Create job' }).click();
+    const err = page.locator('[data-field-wrap="timeout"] .field-error');
+    await err.waitFor();
+    assert.match(await err.textContent(), /timeout/);
+    await page.getByLabel('Timeout', { exact: true }).fill('1m');
+    await shoot(page, 'editor');
+    await page.getByRole('button', { name: 'Create job' }).click();
+    await page.getByRole('heading', { name: 'UI made job' }).waitFor();
+    const stored = await api('GET', `/jobs/${jobId}`);
+    assert.equal(stored.status, 200);
+    assert.equal(stored.data.job.rules[0].timezone, 'America/New_York');
+    assert.equal(stored.data.job.timeout, '1m');
+  });
+
+  it('runs the job and shows its live output', async () => {
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.waitForURL(/\/ui\/runs\//);
+    await page.getByText('Live: following the output').waitFor();
+    await page.locator('#output', { hasText: 'tick-1' }).waitFor();
+    assert.ok(!(await page.locator('#output').textContent()).includes('tick-6'), 'output arrives while the run goes on');
+    await shoot(page, 'run-live');
+    await page.locator('#output', { hasText: 'tick-6' }).waitFor(LONG_WAIT);
+    await page.locator('#run-status', { hasText: 'success' }).waitFor(LONG_WAIT);
+    await shoot(page, 'run');
+    await page.getByRole('link', { name: 'UI made job' }).first().click();
+    await page.locator('.chart svg').waitFor();
+    await shoot(page, 'job');
+  });
+
+  it('kills a long run', async () => {
+    const created = await api('POST', '/jobs', {
+      id: longId, group: 'ui', command: ['sh', '-c', 'i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo line $i; sleep 0.2; done'], rules: [{ schedule: '@yearly' }],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.data));
+    await page.goto(`${BASE}/ui/jobs/${longId}`);
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.locator('#output', { hasText: 'line 2' }).waitFor();
+    await page.getByRole('button', { name: 'Kill' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Kill' }).click();
+    await page.locator('#run-status', { hasText: 'killed' }).waitFor(LONG_WAIT);
+    await shoot(page, 'run-killed');
+  });
+
+  it('shows theirs vs yours on an edit conflict and can overwrite', async () => {
+    await page.goto(`${BASE}/ui/jobs/${jobId}/edit`);
+    await page.getByLabel('Name', { exact: true }).fill('Mine now');
+    const cur = await api('GET', `/jobs/${jobId}`);
+    const theirs = { ...cur.data.job, description: 'changed meanwhile by someone else' };
+    const changed = await api('PUT', `/jobs/${jobId}`, theirs, { 'If-Match': `"${cur.data.job.revision}"` });
+    assert.equal(changed.status, 200, JSON.stringify(changed.data));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#conflict').waitFor();
+    await page.locator('#conflict tr', { hasText: 'description' }).waitFor();
+    await page.locator('#conflict tr', { hasText: 'Mine now' }).waitFor();
+    await shoot(page, 'conflict');
+    await page.getByRole('button', { name: 'Overwrite with mine' }).click();
+    await page.getByRole('heading', { name: 'Mine now' }).waitFor();
+    const after = await api('GET', `/jobs/${jobId}`);
+    assert.equal(after.data.job.name, 'Mine now');
+  });
+
+  it('admin pages: runs, nodes, accounts (creates a viewer), tokens, audit', async () => {
+    await page.goto(`${BASE}/ui/runs?job=${jobId}`);
+    await page.locator('td .badge').first().waitFor();
+    await shoot(page, 'runs');
+    await page.goto(`${BASE}/ui/nodes`);
+    await page.getByText('alive', { exact: true }).waitFor();
+    await shoot(page, 'nodes');
+    await page.goto(`${BASE}/ui/accounts`);
+    const form = page.locator('#new-account');
+    await form.getByLabel('User').fill('vera');
+    await form.getByLabel('Password').fill('viewer-password-42');
+    await form.getByLabel('Role').selectOption('viewer');
+    await form.getByRole('button', { name: 'Create account' }).click();
+    await page.locator('td', { hasText: 'vera' }).waitFor();
+    await shoot(page, 'accounts');
+    await page.goto(`${BASE}/ui/tokens`);
+    const tform = page.locator('#new-token');
+    await tform.getByLabel('Name').fill('ci-reader');
+    await tform.getByRole('button', { name: 'Create token' }).click();
+    await page.locator('#token-secret').waitFor();
+    await shoot(page, 'tokens');
+    await page.goto(`${BASE}/ui/audit`);
+    await page.locator('main table, main .empty').first().waitFor();
+    await shoot(page, 'audit');
+  });
+
+  it('a viewer sees no edit controls and the API refuses them', async () => {
+    const viewer = await launch();
+    try {
+      const vp = await viewer.page();
+      await login(vp, 'vera', 'viewer-password-42');
+      assert.equal(await vp.getByRole('link', { name: 'Accounts' }).count(), 0);
+      assert.equal(await vp.getByRole('button', { name: /Pause all/ }).count(), 0);
+      await vp.goto(`${BASE}/ui/jobs`);
+      await vp.getByRole('link', { name: 'Mine now' }).waitFor();
+      assert.equal(await vp.getByRole('link', { name: 'New job' }).count(), 0);
+      assert.equal(await vp.getByRole('button', { name: 'Run now' }).count(), 0);
+      await vp.getByRole('link', { name: 'Mine now' }).click();
+      await vp.getByRole('heading', { name: 'Mine now' }).waitFor();
+      for (const name of ['Edit', 'Delete', 'Clone', 'Run now', 'Pause']) {
+        assert.equal(await vp.getByRole('button', { name, exact: true }).or(vp.getByRole('link', { name, exact: true })).count(), 0, `${name} hidden`);
+      }
+      await shoot(vp, 'job-viewer');
+      const statuses = await vp.evaluate(async (id) => {
+        const me = await (await fetch('/api/v1/session')).json();
+        const h = { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token };
+        const run = await fetch(`/api/v1/jobs/${id}/run`, { method: 'POST', headers: h, body: '{}' });
+        const del = await fetch(`/api/v1/jobs/${id}`, { method: 'DELETE', headers: h });
+        const create = await fetch('/api/v1/jobs', { method: 'POST', headers: h, body: JSON.stringify({ id: 'viewer-made', command: 'true', rules: [{ schedule: '@daily' }] }) });
+        return [me.role, run.status, del.status, create.status];
+      }, jobId);
+      assert.deepEqual(statuses, ['viewer', 403, 403, 403]);
+      await vp.goto(`${BASE}/ui/accounts`);
+      await vp.getByText('This page is for admins only.').waitFor();
+    } finally {
+      await viewer.close();
+    }
+  });
+
+  it('switches language and keeps the choice', async () => {
+    await page.goto(`${BASE}/ui/`);
+    await page.getByLabel('Language').selectOption('zh');
+    await page.getByRole('heading', { name: '概览' }).waitFor();
+    await page.getByRole('link', { name: '任务' }).waitFor();
+    await page.reload();
+    await page.getByRole('heading', { name: '概览' }).waitFor();
+    await shoot(page, 'dashboard-zh');
+    await page.goto(`${BASE}/ui/jobs/${jobId}/edit`);
+    await page.locator('#preview-list li').first().waitFor();
+    await shoot(page, 'editor-zh');
+    await page.getByLabel('语言').selectOption('en');
+    await page.getByRole('heading', { name: 'Edit job' }).waitFor();
+  });
+
+  it('logs out', async () => {
+    await page.goto(`${BASE}/ui/`);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/ui\/login/);
+    const me = await page.evaluate(async () => (await fetch('/api/v1/session')).status);
+    assert.equal(me, 401);
+  });
+});
