@@ -3,6 +3,8 @@
 //! listed in `docs/ARCHITECTURE.md`; the OpenAPI document at
 //! `/api/v1/openapi.json` is generated from the same handlers and types.
 
+mod accounts;
+mod audit;
 pub mod auth;
 mod body;
 mod error;
@@ -10,6 +12,7 @@ mod jobs;
 mod runs;
 mod session;
 mod system;
+mod tokens;
 mod ui;
 
 use std::path::PathBuf;
@@ -72,6 +75,15 @@ pub struct AppState {
         session::login,
         session::me,
         session::logout,
+        accounts::list,
+        accounts::create,
+        accounts::update,
+        accounts::delete,
+        accounts::set_password,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        audit::search,
     ),
     components(schemas(cronsun_proto::api::ApiError))
 )]
@@ -116,6 +128,21 @@ pub fn router(state: AppState) -> Router {
                 .post(session::login)
                 .delete(session::logout),
         )
+        .route(
+            "/api/v1/accounts",
+            get(accounts::list).post(accounts::create),
+        )
+        .route(
+            "/api/v1/accounts/{user}",
+            axum::routing::put(accounts::update).delete(accounts::delete),
+        )
+        .route(
+            "/api/v1/accounts/{user}/password",
+            post(accounts::set_password),
+        )
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/api/v1/audit", get(audit::search))
         .route_layer(axum::middleware::from_fn(auth::authorize));
     let doc = openapi_json();
     Router::new()

@@ -298,6 +298,10 @@ fn client_addr(ext: &axum::http::Extensions) -> String {
         .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
 }
 
+/// Why presented credentials were refused (the request went on anonymous).
+#[derive(Clone)]
+struct Refused(String);
+
 /// Header carrying the CSRF token of cookie-authenticated mutations.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -353,7 +357,15 @@ pub async fn identify(
         .find_map(|h| session::cookie_value(h, session::COOKIE))
         .map(str::to_string);
     let principal = match (bearer, cookie) {
-        (Some(t), _) => Some(auth.bearer(&t, from).await?),
+        (Some(t), _) => match auth.bearer(&t, from).await {
+            Ok(p) => Some(p),
+            // Public routes still answer; the others say why the token failed.
+            Err(f) if f.status == StatusCode::UNAUTHORIZED => {
+                req.extensions_mut().insert(Refused(f.body.message));
+                None
+            }
+            Err(f) => return Err(f),
+        },
         (None, Some(c)) if !c.is_empty() => auth.cookie(&c, from).await?,
         _ => None,
     };
@@ -397,10 +409,12 @@ pub async fn authorize(req: Request, next: Next) -> Result<Response, Failure> {
         )
     })?;
     if need != Need::Anyone {
-        let p = req
-            .extensions()
-            .get::<Principal>()
-            .ok_or_else(principal::unauthenticated)?;
+        let p = req.extensions().get::<Principal>().ok_or_else(|| {
+            match req.extensions().get::<Refused>() {
+                Some(Refused(why)) => Failure::new(StatusCode::UNAUTHORIZED, why.clone()),
+                None => principal::unauthenticated(),
+            }
+        })?;
         if let Need::Role(r) = need {
             p.require(r)?;
         }
