@@ -6,11 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 chromium_install() {
-  if ! command -v chromium >/dev/null 2>&1; then
+  # fonts-wqy-zenhei: CJK glyphs, so the Chinese pages' screenshots are readable.
+  local need=()
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
+  if [ ${#need[@]} -gt 0 ]; then
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     local sudo=""

@@ -54,6 +54,7 @@ describe('cronsun web UI', () => {
     await page.getByText('Wrong user or password.').waitFor();
     await login(page, 'admin', initialPassword());
     await page.getByRole('link', { name: 'Accounts' }).waitFor();
+    await page.getByText('Pause all scheduling').waitFor();
     // Statistics: the chart, or a clear "unavailable" state; never a broken card.
     await page.locator('#stats-unavailable, .chart svg').first().waitFor();
     await shoot(page, 'dashboard');
@@ -162,6 +163,21 @@ describe('cronsun web UI', () => {
     await page.goto(`${BASE}/ui/audit`);
     await page.locator('main table, main .empty').first().waitFor();
     await shoot(page, 'audit');
+  });
+
+  it('pauses all scheduling with a reason and resumes', async () => {
+    await page.goto(`${BASE}/ui/`);
+    await page.getByRole('button', { name: 'Pause all scheduling' }).click();
+    await page.getByRole('dialog').getByLabel('Reason').fill('database migration');
+    await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
+    await page.locator('.banner.paused', { hasText: 'database migration' }).waitFor();
+    const p = await api('GET', '/pause');
+    assert.equal(p.data.paused, true);
+    assert.equal(p.data.reason, 'database migration');
+    await shoot(page, 'dashboard-paused');
+    await page.locator('#resume-all').click();
+    await page.locator('.banner.paused').waitFor({ state: 'detached' });
+    assert.equal((await api('GET', '/pause')).data.paused, false);
   });
 
   it('a viewer sees no edit controls and the API refuses them', async () => {

@@ -65,6 +65,11 @@ export function field(label, input, { help, fieldName, cls = '' } = {}) {
   const err = h('p', { class: 'field-error', id: `${id}-err`, hidden: true });
   if (fieldName) input.dataset.field = fieldName;
   input.setAttribute('aria-describedby', `${id}-err${help ? ` ${id}-help` : ''}`);
+  // The API's message stays until the field is edited.
+  input.addEventListener('input', () => {
+    err.hidden = true;
+    input.removeAttribute('aria-invalid');
+  });
   return h('div', { class: `field ${cls}`, dataset: fieldName ? { fieldWrap: fieldName } : {} },
     h('label', { for: id }, label),
     input,

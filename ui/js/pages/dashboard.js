@@ -1,7 +1,7 @@
 import { h } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, seg } from '../api.js';
-import { card, badge, empty, table, STATUSES, FAILURES, button } from '../widgets.js';
+import { card, badge, empty, table, STATUSES, FAILURES, button, toast } from '../widgets.js';
 import { when, startOfToday } from '../format.js';
 import { runsPerDay } from '../charts.js';
 import { can } from '../roles.js';
@@ -64,13 +64,21 @@ export function render(ctx) {
     ? h('p', { class: 'notice', id: 'stats-unavailable' }, t('dash.stats_unavailable'))
     : runsPerDay(stats.days)), { cls: 'wide' });
 
-  const pause = ctx.pause();
-  const pauseBtn = can.admin(ctx.me)
-    ? button(t(pause && pause.paused ? 'pause.resume' : 'pause.all'), async () => {
-      await ctx.togglePause();
-      ctx.navigate(location.pathname + location.search, { replace: true });
-    }, { cls: pause && pause.paused ? '' : 'danger', title: t('pause.explain') })
-    : null;
+  // Global pause (admins): the button says what it will do once the state is known.
+  const pauseBtn = can.admin(ctx.me) ? button(t('common.loading'), null, { cls: '', disabled: true, id: 'pause-toggle' }) : null;
+  if (pauseBtn) {
+    const show = (p) => {
+      ctx.setPause(p);
+      pauseBtn.textContent = t(p.paused ? 'pause.resume' : 'pause.all');
+      pauseBtn.className = `btn ${p.paused ? '' : 'danger'}`;
+      pauseBtn.disabled = false;
+    };
+    pauseBtn.title = t('pause.explain');
+    pauseBtn.addEventListener('click', () => ctx.togglePause().then(() => get('/pause')).then(show).catch((e) => toast(e.message, 'bad')));
+    get('/pause').then(show).catch(() => {
+      pauseBtn.textContent = t('pause.all');
+    });
+  }
 
   return h('div', { class: 'dashboard' },
     h('div', { class: 'page-head' }, h('h1', {}, t('dash.title')), h('div', { class: 'actions' }, pauseBtn)),

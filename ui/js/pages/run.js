@@ -44,7 +44,7 @@ export async function render(ctx) {
         `${t('run.io')} ${bytes(rec.io_bytes)}`,
         `${t('run.pids')} ${rec.peak_pids ?? '—'}`,
         rec.oom_kills ? `OOM ${rec.oom_kills}` : null].filter(Boolean).join(' · ')],
-      [t('run.output_size'), `${bytes(rec.output_bytes)}${rec.truncated ? ` (${t('run.truncated')})` : ''}`],
+      rec.status === 'running' ? null : [t('run.output_size'), `${bytes(rec.output_bytes)}${rec.truncated ? ` (${t('run.truncated')})` : ''}`],
     ]));
     replace(actions, rec.status === 'running' && can.operate(ctx.me)
       ? button(t('run.kill'), async () => {
