@@ -44,6 +44,7 @@ export function card(title, load, render, { cls = '', actions = null } = {}) {
     }
   };
   run();
+  el.reload = run;
   return el;
 }
 

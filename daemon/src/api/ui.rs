@@ -1,7 +1,6 @@
 //! The web UI (issue 6): the static single-page app in the repository's
-//! `ui/` folder, embedded into the binary at build time (`rust-embed`; debug
-//! builds read the folder from the source tree, so editing the UI needs no
-//! rebuild). Served under `/ui/` with no authentication (the assets hold no
+//! `ui/` folder, embedded into the binary at build time (`rust-embed`, also
+//! in debug builds: the confined agent may not read the source tree). Served under `/ui/` with no authentication (the assets hold no
 //! data; every API call the app makes is authenticated), `/` redirects to
 //! `/ui/`, and any path under `/ui/` that is not a file and does not look
 //! like one serves `index.html` so deep links work.

@@ -24,8 +24,9 @@ export function render(ctx) {
       replace(secretBox, h('div', { class: 'notice' },
         h('p', {}, h('strong', {}, t('tokens.shown_once'))), code, ' ',
         button(t('tokens.copy'), () => navigator.clipboard.writeText(r.token).then(() => toast(t('tokens.copied'))).catch(() => toast(t('tokens.copy_failed'), 'bad')), { cls: 'small' }),
-        ' ', button(t('common.done'), reload, { cls: 'small' })));
+        ' ', button(t('common.done'), () => replace(secretBox), { cls: 'small' })));
       form.reset();
+      listCard.reload();
     } catch (e) {
       if (!(e.field && showFieldError(form, e.field, e.message))) toast(e.message, 'bad');
     }
@@ -42,15 +43,16 @@ export function render(ctx) {
     }
   };
 
-  return h('div', {},
-    h('div', { class: 'page-head' }, h('h1', {}, t('tokens.title'))),
-    card(t('tokens.title'), () => get('/tokens'), (list) => table([
+  const listCard = card(t('tokens.title'), () => get('/tokens'), (list) => table([
       [t('tokens.name'), (x) => h('div', {}, h('strong', {}, x.name), h('div', { class: 'muted small mono' }, x.id))],
       [t('access.role'), (x) => t(`role.${x.role}`)],
       [t('access.scope'), (x) => scopeText(x)],
       [t('tokens.created'), (x) => h('span', {}, when(x.created_at), x.created_by ? ` · ${x.created_by}` : '')],
       [t('tokens.expires'), (x) => (x.expires_at ? when(x.expires_at) : t('tokens.never'))],
       [t('common.actions'), (x) => (x.revoked ? h('span', { class: 'badge st-skipped' }, t('tokens.revoked_state')) : button(t('tokens.revoke'), revoke(x), { cls: 'small danger' }))],
-    ], list, { empty: t('tokens.none') }), { cls: 'wide plain' }),
+    ], list, { empty: t('tokens.none') }), { cls: 'wide plain' });
+  return h('div', {},
+    h('div', { class: 'page-head' }, h('h1', {}, t('tokens.title'))),
+    listCard,
     h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', {}, t('tokens.new'))), h('div', { class: 'card-body' }, secretBox, form)));
 }
