@@ -4,7 +4,13 @@
 // target/screenshots/.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, shoot, api, login, initialPassword, uniqueId, requireDaemon, BASE } from './lib.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { launch, shoot, api, login, initialPassword, uniqueId, requireDaemon, repo, BASE } from './lib.js';
+
+function uiFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? uiFiles(join(dir, e.name)) : [join(dir, e.name)]));
+}
 
 const LONG_WAIT = { timeout: 30000 };
 
@@ -41,6 +47,17 @@ describe('cronsun web UI', () => {
     assert.equal((await fetch(`${BASE}/ui/js/missing.js`)).status, 404);
     const root = await fetch(`${BASE}/`, { redirect: 'manual' });
     assert.equal(root.headers.get('location'), '/ui/');
+  });
+
+  it('serves exactly the files in ui/ (the binary under test is not stale)', async () => {
+    const ui = join(repo, 'ui');
+    for (const f of uiFiles(ui)) {
+      const path = relative(ui, f);
+      const res = await fetch(`${BASE}/ui/${path}`);
+      assert.equal(res.status, 200, path);
+      const served = Buffer.from(await res.arrayBuffer());
+      assert.ok(served.equals(readFileSync(f)), `${path} differs from the embedded copy: rebuild cronsund (cargo build -p cronsund)`);
+    }
   });
 
   it('logs in with the first-start password', async () => {
@@ -211,6 +228,23 @@ describe('cronsun web UI', () => {
     } finally {
       await viewer.close();
     }
+  });
+
+  it('shows a retry banner when the daemon cannot be reached, and recovers', async () => {
+    await page.goto(`${BASE}/ui/jobs`);
+    await page.locator('.jobs-table').waitFor();
+    await admin.ctx.setOffline(true);
+    try {
+      await page.getByRole('link', { name: 'Runs', exact: true }).click();
+      await page.locator('.banner.offline').waitFor();
+      await page.locator('main .error').waitFor();
+      await shoot(page, 'offline');
+    } finally {
+      await admin.ctx.setOffline(false);
+    }
+    await page.locator('.banner.offline').getByRole('button', { name: 'Retry now' }).click();
+    await page.locator('.banner.offline').waitFor({ state: 'detached' });
+    await page.getByRole('heading', { name: 'Runs' }).waitFor();
   });
 
   it('switches language and keeps the choice', async () => {

@@ -250,6 +250,8 @@ async function route() {
     if (seq !== state.seq) return;
     if (e instanceof ApiError && e.status === 401) return;
     replace(main, h('h1', {}, t('error.title')), errorBox(e, route));
+    // A page module that failed to load: tell a network failure apart from a bug.
+    if (!(e instanceof ApiError)) fetch('/healthz', { cache: 'no-store' }).catch(() => setOffline(true));
   }
 }
 

@@ -130,8 +130,13 @@ export function confirmDialog(title, text, opts) {
 
 /** A small transient message (success of an action). */
 export function toast(text, kind = 'ok') {
-  const el = h('div', { class: `toast ${kind}`, role: 'status' }, text);
-  document.body.append(el);
+  let box = document.getElementById('toasts');
+  if (!box) {
+    box = h('div', { id: 'toasts', class: 'toasts', 'aria-live': 'polite' });
+    document.body.append(box);
+  }
+  const el = h('div', { class: `toast ${kind}`, role: kind === 'bad' ? 'alert' : 'status' }, text);
+  box.append(el);
   setTimeout(() => el.remove(), 4000);
 }
 
