@@ -171,11 +171,15 @@ async fn run_with(
         .with_context(|| format!("cannot listen on {} ([web] listen)", cfg.web.listen))?;
     let app = api::router(state.clone());
     let mut servers = Vec::new();
-    servers.push(tokio::spawn(serve_tcp(
-        tcp,
-        app.clone(),
-        http_stop_rx.clone(),
-    )));
+    servers.push(match listener_tls(&cfg, &state_dir)? {
+        None => tokio::spawn(serve_tcp(tcp, app.clone(), http_stop_rx.clone())),
+        Some(tls) => tokio::spawn(crate::tls::serve(
+            tcp,
+            app.clone(),
+            tls.acceptor,
+            http_stop_rx.clone(),
+        )),
+    });
     if let Some(sock) = cfg.socket() {
         let listener = bind_socket(sock)?;
         servers.push(tokio::spawn(serve_unix(
@@ -249,6 +253,42 @@ async fn start_auth(
         hosts: cfg.web.allowed_hosts(&node::hostname()),
         default_run_as: cfg.security.default_run_as.clone(),
     }))
+}
+
+/// The TLS setup of the TCP listener (`None`: plain HTTP), logging what
+/// it serves: the certificate's fingerprint, or that plain HTTP is exposed.
+fn listener_tls(cfg: &Config, state_dir: &Path) -> anyhow::Result<Option<crate::tls::Tls>> {
+    use crate::config::Transport;
+    let tls = match cfg.web.transport() {
+        Transport::Plain => {
+            if !cfg.web.listen.ip().is_loopback() {
+                warn!(listen = %cfg.web.listen, "serving plain HTTP on a non-loopback address because [web] insecure_plaintext = true: passwords, cookies and tokens cross the network unencrypted");
+            }
+            return Ok(None);
+        }
+        Transport::Tls { cert, key } => crate::tls::load(&cert, &key)?,
+        Transport::SelfSigned => {
+            let mut names: Vec<String> = cfg
+                .web
+                .allowed_hosts(&node::hostname())
+                .into_iter()
+                .filter(|h| !h.starts_with('['))
+                .collect();
+            if cfg.web.listen.ip().is_unspecified() {
+                names.retain(|n| {
+                    n.parse::<std::net::IpAddr>()
+                        .map_or(true, |ip| !ip.is_unspecified())
+                });
+            }
+            let (tls, created) = crate::tls::self_signed(state_dir, &names)?;
+            if created {
+                info!(cert = %tls.cert_path.display(), names = ?names, "created a self-signed TLS certificate");
+            }
+            tls
+        }
+    };
+    info!(listen = %cfg.web.listen, cert = %tls.cert_path.display(), fingerprint = %tls.fingerprint, "serving HTTPS; certificate SHA-256 fingerprint");
+    Ok(Some(tls))
 }
 
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {

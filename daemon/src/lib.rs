@@ -13,3 +13,4 @@ pub mod node;
 pub mod privsep;
 pub mod scheduler;
 pub mod store;
+pub mod tls;

@@ -15,6 +15,7 @@ pub mod ferret;
 pub mod http;
 pub mod jobs;
 pub mod procs;
+pub mod tls;
 pub mod wait;
 
 pub use cli::{run_cli, CliOutput};
