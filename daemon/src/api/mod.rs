@@ -11,6 +11,7 @@ mod error;
 mod jobs;
 mod runs;
 mod session;
+mod stats;
 mod system;
 mod tokens;
 mod ui;
@@ -66,6 +67,7 @@ pub struct AppState {
         runs::show,
         runs::kill,
         runs::stream,
+        stats::daily,
         system::health,
         system::nodes,
         system::preview,
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}", get(runs::show))
         .route("/api/v1/runs/{id}/stream", get(runs::stream))
         .route("/api/v1/runs/{id}/kill", post(runs::kill))
+        .route("/api/v1/stats/daily", get(stats::daily))
         .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))
