@@ -72,8 +72,15 @@ describe('cronsun web UI', () => {
     await login(page, 'admin', initialPassword());
     await page.getByRole('link', { name: 'Accounts' }).waitFor();
     await page.getByText('Pause all scheduling').waitFor();
-    // Statistics: the chart, or a clear "unavailable" state; never a broken card.
-    await page.locator('#stats-unavailable, .chart svg').first().waitFor();
+    // Statistics: the chart when the daemon serves them, else a clear "unavailable" state.
+    const stats = await api('GET', '/stats/daily?days=14');
+    if (stats.status === 200) {
+      assert.equal(stats.data.days.length, 14);
+      await page.locator('.chart.per-day svg').waitFor();
+    } else {
+      assert.equal(stats.status, 404);
+      await page.locator('#stats-unavailable').waitFor();
+    }
     await shoot(page, 'dashboard');
   });
 
@@ -192,6 +199,7 @@ describe('cronsun web UI', () => {
     assert.equal(p.data.paused, true);
     assert.equal(p.data.reason, 'database migration');
     await shoot(page, 'dashboard-paused');
+    await page.locator('.chart.per-day svg rect.st-killed').first().waitFor();
     await page.locator('#resume-all').click();
     await page.locator('.banner.paused').waitFor({ state: 'detached' });
     assert.equal((await api('GET', '/pause')).data.paused, false);

@@ -4,9 +4,29 @@ import { s, h } from './dom.js';
 import { t, locale } from './i18n.js';
 import { duration } from './format.js';
 
-const W = 640;
 const H = 220;
-const PAD = { l: 44, r: 8, t: 10, b: 28 };
+const PAD = { l: 48, r: 8, t: 10, b: 28 };
+
+/**
+ * A figure whose SVG is drawn at the figure's own width (text stays at its
+ * real size on a phone), again whenever that width changes.
+ */
+function responsive(cls, draw, ...after) {
+  const fig = h('figure', { class: `chart ${cls}` });
+  let drawn = 0;
+  const paint = () => {
+    const w = Math.max(280, Math.round(fig.clientWidth || 640));
+    if (Math.abs(w - drawn) < 8) return;
+    drawn = w;
+    const svg = draw(w);
+    if (fig.firstChild && fig.firstChild.tagName === 'svg') fig.firstChild.replaceWith(svg);
+    else fig.prepend(svg);
+  };
+  fig.append(...after);
+  new ResizeObserver(paint).observe(fig);
+  requestAnimationFrame(paint);
+  return fig;
+}
 
 /** Stats day fields in stacking order, with the run status whose colour they use. */
 const DAY_PARTS = [['succeeded', 'success'], ['failed', 'failed'], ['timeout', 'timeout'], ['killed', 'killed'], ['lost', 'lost'], ['skipped', 'skipped'], ['missed', 'missed']];
@@ -18,7 +38,12 @@ function niceMax(v) {
   return 10 * p;
 }
 
-function axis(max, fmtTick) {
+/** A maximum for counts whose four grid steps are whole numbers. */
+function countMax(v) {
+  return 4 * Math.max(1, Math.ceil(niceMax(Math.max(1, v) / 4)));
+}
+
+function axis(W, max, fmtTick) {
   const out = [];
   for (let i = 0; i <= 4; i += 1) {
     const v = (max * i) / 4;
@@ -35,7 +60,12 @@ function legend(parts) {
 
 /** `days` as from GET /api/v1/stats/daily (oldest first). */
 export function runsPerDay(days) {
-  const max = niceMax(Math.max(0, ...days.map((d) => DAY_PARTS.reduce((a, [k]) => a + (d[k] || 0), 0))));
+  const total = days.reduce((a, d) => a + DAY_PARTS.reduce((b, [k]) => b + (d[k] || 0), 0), 0);
+  return responsive('per-day', (W) => perDaySvg(W, days, total), legend(DAY_PARTS.map(([k, st]) => [t(`status.${st}`), st])));
+}
+
+function perDaySvg(W, days, total) {
+  const max = countMax(Math.max(0, ...days.map((d) => DAY_PARTS.reduce((a, [k]) => a + (d[k] || 0), 0))));
   const plotH = H - PAD.t - PAD.b;
   const slot = (W - PAD.l - PAD.r) / Math.max(1, days.length);
   const bw = Math.max(2, slot * 0.7);
@@ -51,18 +81,19 @@ export function runsPerDay(days) {
       return s('rect', { x, y, width: bw, height: Math.max(hgt, 0.5), class: `st-${st}` });
     });
     return s('g', { class: 'bar' }, s('title', {}, tip), s('rect', { x: PAD.l + i * slot, y: PAD.t, width: slot, height: plotH, class: 'hit' }), ...segs,
-      (days.length <= 16 || i % 2 === 0) ? s('text', { x: x + bw / 2, y: H - 10, class: 'tick', 'text-anchor': 'middle' }, label) : null);
+      (slot >= 34 || i % 2 === (days.length - 1) % 2 ? s('text', { x: x + bw / 2, y: H - 10, class: 'tick', 'text-anchor': 'middle' }, label) : null));
   });
-  const total = days.reduce((a, d) => a + DAY_PARTS.reduce((b, [k]) => b + (d[k] || 0), 0), 0);
-  return h('figure', { class: 'chart' },
-    s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': t('chart.per_day_label', { days: days.length, n: total }) },
-      ...axis(max, (v) => String(Math.round(v))), ...bars),
-    legend(DAY_PARTS.map(([k, st]) => [t(`status.${st}`), st])));
+  return s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': t('chart.per_day_label', { days: days.length, n: total }) },
+    ...axis(W, max, (v) => String(Math.round(v))), ...bars);
 }
 
 /** Durations of `runs` (newest first, as the API lists them), drawn oldest → newest. */
 export function durations(runs, runHref) {
   const rs = runs.filter((r) => r.duration_ms !== null && r.duration_ms !== undefined).slice().reverse();
+  return responsive('durations', (W) => durationsSvg(W, rs, runHref), h('figcaption', {}, t('chart.durations_caption', { n: rs.length })));
+}
+
+function durationsSvg(W, rs, runHref) {
   const max = niceMax(Math.max(1, ...rs.map((r) => r.duration_ms)));
   const plotH = H - PAD.t - PAD.b;
   const slot = (W - PAD.l - PAD.r) / Math.max(1, rs.length);
@@ -74,8 +105,6 @@ export function durations(runs, runHref) {
       s('title', {}, `${new Date(r.scheduled_at).toLocaleString(locale())}: ${duration(r.duration_ms)} (${t(`status.${r.status}`)})`),
       s('rect', { x, y: PAD.t + plotH - hgt, width: bw, height: hgt, class: `st-${r.status}` }));
   });
-  return h('figure', { class: 'chart' },
-    s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': t('chart.durations_label', { n: rs.length, max: duration(Math.max(0, ...rs.map((r) => r.duration_ms))) }) },
-      ...axis(max, (v) => duration(Math.round(v)).replace(' ', '')), ...bars),
-    h('figcaption', {}, t('chart.durations_caption', { n: rs.length })));
+  return s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': t('chart.durations_label', { n: rs.length, max: duration(Math.max(0, ...rs.map((r) => r.duration_ms))) }) },
+    ...axis(W, max, (v) => duration(Math.round(v)).replace(' ', '')), ...bars);
 }
