@@ -169,6 +169,7 @@ describe('cronsun web UI', () => {
     await shoot(page, 'runs');
     await page.goto(`${BASE}/ui/nodes`);
     await page.getByText('alive', { exact: true }).waitFor();
+    await page.getByRole('link', { name: 'ui', exact: true }).waitFor();
     await shoot(page, 'nodes');
     await page.goto(`${BASE}/ui/accounts`);
     const form = page.locator('#new-account');
@@ -233,6 +234,15 @@ describe('cronsun web UI', () => {
       assert.deepEqual(statuses, ['viewer', 403, 403, 403]);
       await vp.goto(`${BASE}/ui/accounts`);
       await vp.getByText('This page is for admins only.').waitFor();
+      // Anyone signed in with a password can change it (the current one is asked for).
+      await vp.locator('#whoami').click();
+      const dlg = vp.getByRole('dialog');
+      await dlg.getByLabel('Current password').fill('viewer-password-42');
+      await dlg.getByLabel('New password').fill('viewer-password-43');
+      await dlg.getByRole('button', { name: 'Set password' }).click();
+      await vp.getByText('Password changed.').waitFor();
+      const relogin = await fetch(`${BASE}/api/v1/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'vera', password: 'viewer-password-43' }) });
+      assert.equal(relogin.status, 200);
     } finally {
       await viewer.close();
     }

@@ -95,4 +95,6 @@ export default {
   'tokens.revoke_text': 'Clients using it are refused from now on.', 'tokens.revoked': 'Token revoked.', 'tokens.revoked_state': 'revoked', 'tokens.none': 'No tokens.',
   'audit.title': 'Audit log', 'audit.at': 'When', 'audit.actor': 'Who', 'audit.action': 'Action', 'audit.target': 'Target', 'audit.since': 'Since', 'audit.until': 'Until',
   'audit.details': 'Change', 'audit.changes': 'before / after', 'audit.before': 'Before', 'audit.after': 'After', 'audit.none': 'No entries.',
+  'nav.change_password': 'Click to change your password.', 'accounts.current_password': 'Current password', 'accounts.new_password': 'New password',
+  'groups.title': 'Groups', 'groups.job_groups': 'Job groups', 'groups.node_groups': 'Node groups', 'groups.jobs': 'Jobs', 'groups.no_node_groups': 'No node is in a group.',
 };

@@ -95,4 +95,6 @@ export default {
   'tokens.revoke_text': '使用它的客户端将被拒绝。', 'tokens.revoked': '令牌已吊销。', 'tokens.revoked_state': '已吊销', 'tokens.none': '没有令牌。',
   'audit.title': '审计日志', 'audit.at': '时间', 'audit.actor': '操作者', 'audit.action': '动作', 'audit.target': '对象', 'audit.since': '开始于', 'audit.until': '截止于',
   'audit.details': '变更', 'audit.changes': '变更前 / 后', 'audit.before': '变更前', 'audit.after': '变更后', 'audit.none': '没有记录。',
+  'nav.change_password': '点击修改你的密码。', 'accounts.current_password': '当前密码', 'accounts.new_password': '新密码',
+  'groups.title': '分组', 'groups.job_groups': '任务分组', 'groups.node_groups': '节点分组', 'groups.jobs': '任务数', 'groups.no_node_groups': '没有节点属于任何分组。',
 };

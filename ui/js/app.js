@@ -94,8 +94,18 @@ function renderTop() {
     me ? nav : null,
     h('div', { class: 'top-right' },
       langSwitch(),
-      me ? h('span', { class: 'whoami', title: t('nav.role_title', { role: t(`role.${me.role}`) }) }, me.user, ' ', h('span', { class: 'role' }, t(`role.${me.role}`))) : null,
+      me ? h('button', { type: 'button', class: 'whoami', id: 'whoami', title: `${t('nav.role_title', { role: t(`role.${me.role}`) })}. ${me.via === 'session' ? t('nav.change_password') : ''}`, disabled: me.via !== 'session', onclick: ownPassword },
+        me.user, ' ', h('span', { class: 'role' }, t(`role.${me.role}`))) : null,
       me && me.via === 'session' ? h('button', { type: 'button', class: 'btn small', onclick: logout }, t('nav.logout')) : null));
+}
+
+async function ownPassword() {
+  const { changePassword } = await import('./pages/access.js');
+  try {
+    if (await changePassword(state.me.user, true)) toast(t('accounts.password_set'));
+  } catch (e) {
+    toast(e.message, 'bad');
+  }
 }
 
 async function logout() {

@@ -1,7 +1,8 @@
 // Shared by accounts and tokens: the role / groups / permissions inputs.
 import { h, nextId } from '../dom.js';
 import { t } from '../i18n.js';
-import { field, select } from '../widgets.js';
+import { field, select, dialog } from '../widgets.js';
+import { post, seg } from '../api.js';
 
 export const ROLES = ['viewer', 'operator', 'admin'];
 
@@ -31,4 +32,18 @@ export function scopeText(x) {
   if (x.permissions && x.permissions.read_output) parts.push(t('access.read_output'));
   if (x.permissions && x.permissions.privileged_run_as) parts.push(t('access.privileged_run_as'));
   return parts.join(' · ');
+}
+
+/** Asks for a new password (and the current one for one's own account) and sets it; true when done. */
+export async function changePassword(user, own) {
+  const current = own ? h('input', { type: 'password', name: 'current_password', autocomplete: 'current-password', required: true }) : null;
+  const pw = h('input', { type: 'password', name: 'password', autocomplete: 'new-password', required: true });
+  const form = await dialog(t('accounts.password_title', { user }), h('div', {},
+    current ? field(t('accounts.current_password'), current) : null,
+    field(t('accounts.new_password'), pw)), { okLabel: t('accounts.set_password') });
+  if (!form) return false;
+  const body = { password: String(form.get('password')) };
+  if (own) body.current_password = String(form.get('current_password'));
+  await post(`/accounts/${seg(user)}/password`, body);
+  return true;
 }

@@ -3,7 +3,7 @@ import { t } from '../i18n.js';
 import { get, post, put, del, seg } from '../api.js';
 import { card, table, field, button, dialog, confirmDialog, toast, showFieldError, clearFieldErrors } from '../widgets.js';
 import { when } from '../format.js';
-import { accessInputs, scopeText } from './access.js';
+import { accessInputs, scopeText, changePassword } from './access.js';
 
 export function render(ctx) {
   const reload = () => ctx.navigate('/ui/accounts', { replace: true });
@@ -20,12 +20,7 @@ export function render(ctx) {
   });
 
   const resetPassword = (acc) => act(async () => {
-    const pw = h('input', { type: 'password', name: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
-    const form = await dialog(t('accounts.password_title', { user: acc.user }), field(t('login.password'), pw), { okLabel: t('accounts.set_password') });
-    if (!form) return;
-    const body = { password: String(form.get('password')) };
-    await post(`/accounts/${seg(acc.user)}/password`, body);
-    toast(t('accounts.password_set'));
+    if (await changePassword(acc.user, acc.user === ctx.me.user)) toast(t('accounts.password_set'));
   });
 
   const remove = (acc) => act(async () => {

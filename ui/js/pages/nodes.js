@@ -22,5 +22,20 @@ export function render() {
           [t('nodes.started'), (n) => when(n.started_at)],
           [t('nodes.last_seen'), (n) => when(n.last_seen)],
         ], nodes, { empty: t('nodes.none') }));
-    }, { cls: 'wide plain' }));
+    }, { cls: 'wide plain' }),
+    card(t('groups.title'), () => Promise.all([get('/nodes'), get('/jobs')]), ([nodes, jobs]) => {
+      const nodeGroups = new Map();
+      for (const n of nodes) for (const g of n.groups || []) nodeGroups.set(g, [...(nodeGroups.get(g) || []), n.id]);
+      const jobGroups = new Map();
+      for (const v of jobs.jobs) jobGroups.set(v.job.group, (jobGroups.get(v.job.group) || 0) + 1);
+      return h('div', { class: 'grid two' },
+        h('div', {}, h('h3', {}, t('groups.job_groups')), table([
+          [t('jobs.group'), ([g]) => h('a', { href: `/ui/jobs?group=${encodeURIComponent(g)}` }, g)],
+          [t('groups.jobs'), ([, n]) => String(n)],
+        ], [...jobGroups].sort(), { empty: t('jobs.none') })),
+        h('div', {}, h('h3', {}, t('groups.node_groups')), table([
+          [t('jobs.group'), ([g]) => g],
+          [t('nav.nodes'), ([, ids]) => ids.join(', ')],
+        ], [...nodeGroups].sort(), { empty: t('groups.no_node_groups') })));
+    }));
 }
