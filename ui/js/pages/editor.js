@@ -380,7 +380,7 @@ export async function render(ctx) {
         h('p', {}, t('conflict.text', { rev: theirs.revision, mine: revision })),
         h('div', { class: 'table-wrap' }, h('table', {},
           h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('conflict.field')), h('th', { scope: 'col' }, t('conflict.theirs')), h('th', { scope: 'col' }, t('conflict.yours')))),
-          h('tbody', {}, (changed.length ? changed : rows.slice(0, 0)).map(([k, a, b]) => h('tr', { class: 'changed' }, h('th', { scope: 'row' }, k), h('td', {}, h('code', { class: 'wrap' }, a)), h('td', {}, h('code', { class: 'wrap' }, b))))))),
+          h('tbody', {}, (changed.length ? changed : rows.slice(0, 0)).map(([k, a, b]) => h('tr', { class: 'changed' }, h('th', { scope: 'row' }, k), h('td', { 'data-label': t('conflict.theirs') }, h('code', { class: 'wrap' }, a)), h('td', { 'data-label': t('conflict.yours') }, h('code', { class: 'wrap' }, b))))))),
         changed.length ? null : h('p', { class: 'muted' }, t('conflict.same')),
         h('div', { class: 'actions' },
           button(t('conflict.reload'), () => ctx.navigate(location.pathname, { replace: true }), { cls: 'primary' }),
