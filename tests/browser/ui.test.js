@@ -163,6 +163,42 @@ describe('cronsun web UI', () => {
     assert.equal(after.data.job.name, 'Mine now');
   });
 
+  it('clones a job, then deletes the clone', async () => {
+    await page.goto(`${BASE}/ui/jobs/${jobId}`);
+    await page.getByRole('link', { name: 'Clone' }).click();
+    await page.getByRole('heading', { name: 'New job' }).waitFor();
+    assert.equal(await page.getByLabel('Id', { exact: true }).inputValue(), `${jobId}-copy`);
+    await page.getByRole('button', { name: 'Create job' }).click();
+    await page.getByRole('heading', { name: 'Mine now (copy)' }).waitFor();
+    const clone = await api('GET', `/jobs/${jobId}-copy`);
+    assert.equal(clone.data.job.rules[0].schedule, '0 6 * * MON-FRI');
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+    await page.waitForURL(/\/ui\/jobs$/);
+    assert.equal((await api('GET', `/jobs/${jobId}-copy`)).status, 404);
+  });
+
+  it('filters the job list and the run search', async () => {
+    await page.goto(`${BASE}/ui/jobs`);
+    await page.locator('.jobs-table').waitFor();
+    await page.getByLabel('Search').fill('mine now');
+    await page.getByText('1 of 2 jobs').waitFor();
+    await page.getByLabel('Search').fill('');
+    await page.getByLabel('Status', { exact: true }).selectOption('failing');
+    await page.getByText('1 of 2 jobs').waitFor();
+    await page.getByRole('link', { name: longId }).waitFor();
+    await page.getByLabel('Status', { exact: true }).selectOption('');
+    await shoot(page, 'jobs');
+    await page.goto(`${BASE}/ui/runs`);
+    await page.getByLabel('Status').selectOption('killed');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForURL(/status=killed/);
+    await page.locator('td .badge.st-killed').first().waitFor();
+    assert.equal(await page.locator('td .badge.st-success').count(), 0);
+    await page.goto(`${BASE}/ui/no/such/page`);
+    await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+  });
+
   it('admin pages: runs, nodes, accounts (creates a viewer), tokens, audit', async () => {
     await page.goto(`${BASE}/ui/runs?job=${jobId}`);
     await page.locator('td .badge').first().waitFor();

@@ -100,6 +100,12 @@ export function clearFieldErrors(form) {
   for (const i of form.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
 }
 
+/** A compact filter control with its label (explicit `for`, so the label is only its text). */
+export function filter(label, control) {
+  control.id = control.id || nextId('flt');
+  return h('div', { class: 'filter' }, h('label', { for: control.id }, label), control);
+}
+
 export function select(options, value, attrs = {}) {
   return h('select', attrs, options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
 }

@@ -1,7 +1,7 @@
 import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
 import { get } from '../api.js';
-import { table, errorBox, loading } from '../widgets.js';
+import { table, errorBox, loading, filter } from '../widgets.js';
 import { when, localInputToIso, isoToLocalInput } from '../format.js';
 
 function detail(e) {
@@ -24,7 +24,7 @@ export function render(ctx) {
   const actions = ['job.create', 'job.update', 'job.delete', 'job.pause', 'job.resume', 'job.run', 'run.kill', 'pause.set', 'pause.clear', 'account.create', 'account.update', 'account.delete', 'token.create', 'token.revoke', 'session.create'];
   const form = h('form', { class: 'filters', role: 'search' },
     h('datalist', { id: 'audit-actions' }, actions.map((a) => h('option', { value: a }))),
-    Object.entries(inputs).map(([k, el]) => h('label', {}, h('span', {}, t(`audit.${k}`)), el)),
+    Object.entries(inputs).map(([k, el]) => filter(t(`audit.${k}`), el)),
     h('button', { type: 'submit', class: 'btn primary' }, t('common.search')));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();

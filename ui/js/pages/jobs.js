@@ -1,7 +1,7 @@
 import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post, seg } from '../api.js';
-import { badge, errorBox, loading, table, select, FAILURES, toast } from '../widgets.js';
+import { badge, errorBox, loading, table, select, FAILURES, toast, filter } from '../widgets.js';
 import { when, commandText } from '../format.js';
 import { can } from '../roles.js';
 
@@ -81,10 +81,10 @@ export async function render(ctx) {
     h('div', { class: 'page-head' }, h('h1', {}, t('jobs.title')),
       h('div', { class: 'actions' }, can.edit(ctx.me) ? h('a', { href: '/ui/jobs/new', class: 'btn primary', id: 'new-job' }, t('jobs.new')) : null)),
     h('div', { class: 'filters', role: 'search' },
-      h('label', {}, h('span', {}, t('common.search')), search),
-      h('label', {}, h('span', {}, t('jobs.group')), group),
-      h('label', {}, h('span', {}, t('jobs.kind')), kind),
-      h('label', {}, h('span', {}, t('jobs.status')), status)),
+      filter(t('common.search'), search),
+      filter(t('jobs.group'), group),
+      filter(t('jobs.kind'), kind),
+      filter(t('jobs.status'), status)),
     count,
     body);
 }

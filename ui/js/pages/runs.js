@@ -1,6 +1,6 @@
 import { h } from '../dom.js';
 import { t } from '../i18n.js';
-import { select, STATUSES } from '../widgets.js';
+import { select, STATUSES, filter } from '../widgets.js';
 import { localInputToIso, isoToLocalInput } from '../format.js';
 import { runTable } from './job.js';
 
@@ -12,11 +12,11 @@ export function render(ctx) {
   const since = h('input', { type: 'datetime-local', name: 'since', value: isoToLocalInput(q.get('since')) });
   const until = h('input', { type: 'datetime-local', name: 'until', value: isoToLocalInput(q.get('until')) });
   const form = h('form', { class: 'filters', role: 'search' },
-    h('label', {}, h('span', {}, t('runs.job')), job),
-    h('label', {}, h('span', {}, t('runs.node')), node),
-    h('label', {}, h('span', {}, t('runs.status')), status),
-    h('label', {}, h('span', {}, t('runs.since')), since),
-    h('label', {}, h('span', {}, t('runs.until')), until),
+    filter(t('runs.job'), job),
+    filter(t('runs.node'), node),
+    filter(t('runs.status'), status),
+    filter(t('runs.since'), since),
+    filter(t('runs.until'), until),
     h('button', { type: 'submit', class: 'btn primary' }, t('common.search')));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
