@@ -270,6 +270,8 @@ describe('cronsun web UI', () => {
       assert.deepEqual(statuses, ['viewer', 403, 403, 403]);
       await vp.goto(`${BASE}/ui/accounts`);
       await vp.getByText('This page is for admins only.').waitFor();
+      await vp.goto(`${BASE}/ui/jobs/${jobId}/edit`);
+      await vp.getByText('This page is for admins only.').waitFor();
       // Anyone signed in with a password can change it (the current one is asked for).
       await vp.locator('#whoami').click();
       const dlg = vp.getByRole('dialog');

@@ -11,8 +11,8 @@ const ROUTES = [
   [/^\/ui\/?$/, 'dashboard'],
   [/^\/ui\/login$/, 'login', { public: true }],
   [/^\/ui\/jobs$/, 'jobs'],
-  [/^\/ui\/jobs\/new$/, 'editor'],
-  [/^\/ui\/jobs\/([^/]+)\/edit$/, 'editor', { param: 'id' }],
+  [/^\/ui\/jobs\/new$/, 'editor', { admin: true }],
+  [/^\/ui\/jobs\/([^/]+)\/edit$/, 'editor', { param: 'id', admin: true }],
   [/^\/ui\/jobs\/([^/]+)$/, 'job', { param: 'id' }],
   [/^\/ui\/runs$/, 'runs'],
   [/^\/ui\/runs\/(.+)$/, 'run', { param: 'id' }],
@@ -39,21 +39,6 @@ async function loadMe() {
     const me = await get('/session', { quiet401: true });
     setCsrf(me.csrf_token);
     return me;
-  } catch (e) {
-    if (e.status === 401) return null;
-    if (e.status === 404) return legacyMe();
-    throw e;
-  }
-}
-
-/**
- * A daemon without accounts (no /api/v1/session route) treats every
- * authenticated caller as admin: if the API answers, act as that.
- */
-async function legacyMe() {
-  try {
-    await get('/pause', { quiet401: true });
-    return { user: 'admin', role: 'admin', groups: [], permissions: { read_output: true, privileged_run_as: true }, csrf_token: null, via: 'token' };
   } catch (e) {
     if (e.status === 401) return null;
     throw e;
