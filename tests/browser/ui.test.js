@@ -178,14 +178,32 @@ describe('cronsun web UI', () => {
     assert.equal((await api('GET', `/jobs/${jobId}-copy`)).status, 404);
   });
 
+  it('keeps secret environment values write-only through an edit', async () => {
+    const id = uniqueId('ui-secret');
+    const created = await api('POST', '/jobs', {
+      id, group: 'ui', command: ['sh', '-c', '[ "${#TOKEN}" -eq 12 ] && echo token-kept'], rules: [{ schedule: '@yearly' }],
+      env: { TOKEN: { value: 's3cret-value', secret: true }, PLAIN: 'visible' },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.data));
+    await page.goto(`${BASE}/ui/jobs/${id}/edit`);
+    await page.locator('.env-row').nth(1).waitFor();
+    assert.ok(!(await page.content()).includes('s3cret-value'), 'the secret never reaches the page');
+    await page.getByLabel('Name', { exact: true }).fill('Secret keeper');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: 'Secret keeper' }).waitFor();
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.locator('#output', { hasText: 'token-kept' }).waitFor(LONG_WAIT);
+    await page.locator('#run-status', { hasText: 'success' }).waitFor(LONG_WAIT);
+  });
+
   it('filters the job list and the run search', async () => {
     await page.goto(`${BASE}/ui/jobs`);
     await page.locator('.jobs-table').waitFor();
     await page.getByLabel('Search').fill('mine now');
-    await page.getByText('1 of 2 jobs').waitFor();
+    await page.getByText('1 of 3 jobs').waitFor();
     await page.getByLabel('Search').fill('');
     await page.getByLabel('Status', { exact: true }).selectOption('failing');
-    await page.getByText('1 of 2 jobs').waitFor();
+    await page.getByText('1 of 3 jobs').waitFor();
     await page.getByRole('link', { name: longId }).waitFor();
     await page.getByLabel('Status', { exact: true }).selectOption('');
     await shoot(page, 'jobs');
@@ -316,6 +334,18 @@ describe('cronsun web UI', () => {
     await shoot(page, 'editor-zh');
     await page.getByLabel('语言').selectOption('en');
     await page.getByRole('heading', { name: 'Edit job' }).waitFor();
+  });
+
+  it('sends an expired session back to the login page and returns after it', async () => {
+    await page.goto(`${BASE}/ui/jobs`);
+    await page.locator('.jobs-table').waitFor();
+    await admin.ctx.clearCookies();
+    await page.getByRole('link', { name: 'Nodes', exact: true }).click();
+    await page.getByText('Your session ended. Please sign in again.').waitFor();
+    await page.getByLabel('User').fill('admin');
+    await page.getByLabel('Password').fill(initialPassword());
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Nodes' }).waitFor();
   });
 
   it('logs out', async () => {

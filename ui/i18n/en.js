@@ -49,7 +49,7 @@ export default {
   'editor.command': 'Command', 'editor.cmd_form': 'Command form', 'editor.cmd_line': 'one line (split like a shell, no expansion)', 'editor.cmd_argv': 'arguments, one per line',
   'editor.command_help': 'With "run with /bin/sh -c" the line goes to the shell as is.', 'editor.shell': 'run with /bin/sh -c',
   'editor.run_as': 'Run as', 'editor.run_as_help': 'user or user:group; empty = the configured default user', 'editor.default_user': 'default user',
-  'editor.workdir': 'Working directory', 'editor.env': 'Environment', 'editor.env_key': 'Name', 'editor.env_value': 'Value', 'editor.secret': 'secret',
+  'editor.workdir': 'Working directory', 'editor.env': 'Environment', 'editor.env_key': 'Variable name', 'editor.env_value': 'Variable value', 'editor.secret': 'secret',
   'editor.secret_kept': 'kept (write-only)', 'editor.secret_hidden': '(secret)', 'editor.add_env': 'Add variable',
   'editor.schedules': 'Schedules', 'editor.rule_n': 'Rule {n}', 'editor.schedule': 'Schedule',
   'editor.schedule_help': 'cron (5 or 6 fields), @daily…, @every 90s, @at 2026-12-24T18:00:00Z',

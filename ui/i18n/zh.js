@@ -49,7 +49,7 @@ export default {
   'editor.command': '命令', 'editor.cmd_form': '命令形式', 'editor.cmd_line': '一行（像 shell 一样拆分，不展开）', 'editor.cmd_argv': '参数，每行一个',
   'editor.command_help': '勾选“用 /bin/sh -c 运行”时整行交给 shell。', 'editor.shell': '用 /bin/sh -c 运行',
   'editor.run_as': '运行用户', 'editor.run_as_help': 'user 或 user:group；留空为配置的默认用户', 'editor.default_user': '默认用户',
-  'editor.workdir': '工作目录', 'editor.env': '环境变量', 'editor.env_key': '名称', 'editor.env_value': '值', 'editor.secret': '保密',
+  'editor.workdir': '工作目录', 'editor.env': '环境变量', 'editor.env_key': '变量名', 'editor.env_value': '变量值', 'editor.secret': '保密',
   'editor.secret_kept': '保留原值（只写）', 'editor.secret_hidden': '（保密）', 'editor.add_env': '添加变量',
   'editor.schedules': '调度', 'editor.rule_n': '规则 {n}', 'editor.schedule': '调度表达式',
   'editor.schedule_help': 'cron（5 或 6 段）、@daily…、@every 90s、@at 2026-12-24T18:00:00Z',
