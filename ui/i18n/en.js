@@ -37,7 +37,7 @@ export default {
   'jobs.job': 'Job', 'jobs.group': 'Group', 'jobs.schedule': 'Schedule', 'jobs.kind': 'Kind', 'jobs.status': 'Status', 'jobs.last': 'Last result',
   'jobs.next': 'Next run', 'jobs.running': 'Running', 'jobs.when': 'When', 'jobs.never': 'never ran', 'jobs.count': '{n} of {total} jobs',
   'jobs.no_match': 'No job matches the filters.', 'jobs.none': 'No jobs yet.',
-  'job.run_now': 'Run now', 'job.started': 'Started {id}', 'job.pause': 'Pause', 'job.resume': 'Resume', 'job.pause_title': 'Pause job {id}',
+  'job.run_now': 'Run now', 'job.pause': 'Pause', 'job.resume': 'Resume', 'job.pause_title': 'Pause job {id}',
   'job.paused': 'Job paused.', 'job.resumed': 'Job resumed.', 'job.edit': 'Edit', 'job.clone': 'Clone', 'job.delete': 'Delete',
   'job.delete_title': 'Delete job {id}?', 'job.delete_text': 'The job and its schedule are removed. Its run history stays.', 'job.deleted': 'Job {id} deleted.',
   'job.state': 'State', 'job.active': 'active', 'job.rules': 'Schedules', 'job.definition': 'Definition', 'job.history': 'History',
@@ -97,4 +97,5 @@ export default {
   'audit.details': 'Change', 'audit.changes': 'before / after', 'audit.before': 'Before', 'audit.after': 'After', 'audit.none': 'No entries.',
   'nav.change_password': 'Click to change your password.', 'accounts.current_password': 'Current password', 'accounts.new_password': 'New password',
   'groups.title': 'Groups', 'groups.job_groups': 'Job groups', 'groups.node_groups': 'Node groups', 'groups.jobs': 'Jobs', 'groups.no_node_groups': 'No node is in a group.',
+  'run.details': 'Details', 'job.run_started': 'Run started.',
 };

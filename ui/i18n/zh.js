@@ -37,7 +37,7 @@ export default {
   'jobs.job': '任务', 'jobs.group': '分组', 'jobs.schedule': '调度', 'jobs.kind': '类型', 'jobs.status': '状态', 'jobs.last': '最近结果',
   'jobs.next': '下次运行', 'jobs.running': '运行数', 'jobs.when': '时间', 'jobs.never': '从未运行', 'jobs.count': '{total} 个任务中的 {n} 个',
   'jobs.no_match': '没有符合筛选条件的任务。', 'jobs.none': '还没有任务。',
-  'job.run_now': '立即运行', 'job.started': '已启动 {id}', 'job.pause': '暂停', 'job.resume': '恢复', 'job.pause_title': '暂停任务 {id}',
+  'job.run_now': '立即运行', 'job.pause': '暂停', 'job.resume': '恢复', 'job.pause_title': '暂停任务 {id}',
   'job.paused': '任务已暂停。', 'job.resumed': '任务已恢复。', 'job.edit': '编辑', 'job.clone': '复制', 'job.delete': '删除',
   'job.delete_title': '删除任务 {id}？', 'job.delete_text': '任务及其调度将被删除，运行历史保留。', 'job.deleted': '任务 {id} 已删除。',
   'job.state': '状态', 'job.active': '启用', 'job.rules': '调度规则', 'job.definition': '定义', 'job.history': '历史',
@@ -97,4 +97,5 @@ export default {
   'audit.details': '变更', 'audit.changes': '变更前 / 后', 'audit.before': '变更前', 'audit.after': '变更后', 'audit.none': '没有记录。',
   'nav.change_password': '点击修改你的密码。', 'accounts.current_password': '当前密码', 'accounts.new_password': '新密码',
   'groups.title': '分组', 'groups.job_groups': '任务分组', 'groups.node_groups': '节点分组', 'groups.jobs': '任务数', 'groups.no_node_groups': '没有节点属于任何分组。',
+  'run.details': '详情', 'job.run_started': '已开始运行。',
 };

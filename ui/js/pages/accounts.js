@@ -1,4 +1,4 @@
-import { h, replace } from '../dom.js';
+import { h } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post, put, del, seg } from '../api.js';
 import { card, table, field, button, dialog, confirmDialog, toast, showFieldError, clearFieldErrors } from '../widgets.js';

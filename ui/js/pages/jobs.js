@@ -7,7 +7,7 @@ import { can } from '../roles.js';
 
 export async function runNow(ctx, jobId) {
   const r = await post(`/jobs/${seg(jobId)}/run`, {});
-  toast(t('job.started', { id: r.run_id }));
+  toast(t('job.run_started'));
   ctx.navigate(`/ui/runs/${seg(r.run_id)}`);
 }
 

@@ -21,9 +21,10 @@ export async function render(ctx) {
   const live = h('p', { class: 'live', 'aria-live': 'polite' });
   const readable = can.readOutput(ctx.me);
 
+  const status = h('p', { class: 'run-status', id: 'run-status' });
   const draw = () => {
+    replace(status, badge(rec.status), rec.reason ? ` ${rec.reason}` : '', rec.duration_ms !== null && rec.duration_ms !== undefined ? ` · ${duration(rec.duration_ms)}` : '');
     replace(meta, dl([
-      [t('runs.status'), h('span', { id: 'run-status' }, badge(rec.status), rec.reason ? ` ${rec.reason}` : '')],
       [t('jobs.job'), h('a', { href: `/ui/jobs/${seg(rec.job_id)}` }, rec.job_name || rec.job_id)],
       [t('run.job_revision'), String(rec.job_revision)],
       [t('run.run_id'), h('code', {}, `${rec.run_id}#${rec.attempt}`)],
@@ -103,8 +104,8 @@ export async function render(ctx) {
   return h('div', { class: 'run-page' },
     h('div', { class: 'page-head' },
       h('div', {}, h('p', { class: 'crumbs' }, h('a', { href: '/ui/runs' }, t('runs.title')), ' / ', h('a', { href: `/ui/jobs/${seg(rec.job_id)}` }, rec.job_id)),
-        h('h1', {}, t('run.title', { job: rec.job_name || rec.job_id }))),
+        h('h1', {}, t('run.title', { job: rec.job_name || rec.job_id })), status),
       actions),
-    h('section', { class: 'card' }, h('div', { class: 'card-body' }, meta)),
-    h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', {}, t('run.output')), live), h('div', { class: 'card-body' }, out)));
+    h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', {}, t('run.output')), live), h('div', { class: 'card-body' }, out)),
+    h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', {}, t('run.details'))), h('div', { class: 'card-body' }, meta)));
 }
