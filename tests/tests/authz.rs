@@ -110,6 +110,13 @@ const ROWS: &[Row] = &[
         Some(login_body),
         "P P P P P P P 421 P",
     ),
+    row(
+        "POST",
+        "/api/v1/session/token",
+        "/api/v1/session/token",
+        Some(login_body),
+        "P P P P P P P 421 P",
+    ),
     row("GET", "/api/v1/session", "/api/v1/session", None, VIEW),
     row(
         "DELETE",

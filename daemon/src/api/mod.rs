@@ -74,6 +74,7 @@ pub struct AppState {
         session::login,
         session::me,
         session::logout,
+        session::login_token,
         accounts::list,
         accounts::create,
         accounts::update,
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
                 .post(session::login)
                 .delete(session::logout),
         )
+        .route("/api/v1/session/token", post(session::login_token))
         .route(
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),

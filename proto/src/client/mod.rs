@@ -6,6 +6,7 @@
 //! token. Every error says what to do about it: which server could not be
 //! reached, or which credential is missing.
 
+mod auth;
 mod endpoint;
 mod query;
 mod sse;
@@ -99,7 +100,7 @@ fn describe_api_error(status: StatusCode, e: &ApiError) -> String {
     };
     let hint = match status {
         StatusCode::UNAUTHORIZED => {
-            ": set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
+            ": run `cronsun login`, or set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
              or use the local socket as root or a member of group cronsun-admin"
         }
         StatusCode::FORBIDDEN => ": your token's role does not allow this",

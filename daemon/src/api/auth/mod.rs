@@ -183,6 +183,23 @@ impl Auth {
                 format!("token {id} has expired"),
             ));
         }
+        if let Some(user) = &t.account {
+            let ended = || {
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("token {id} was a login of {user:?}, which has ended (password or rights changed, or account removed); log in again"),
+                )
+            };
+            let a = self.store.account(user).await?.ok_or_else(ended)?;
+            if a.disabled || a.generation != t.generation {
+                return Err(ended());
+            }
+            return Ok(Principal {
+                via: Via::Token,
+                session: None,
+                ..Self::account_principal(&a, from, (Timestamp::MAX, String::new()))
+            });
+        }
         Ok(Principal {
             user: format!("token:{}", t.name),
             role: t.role,
@@ -371,7 +388,10 @@ pub async fn identify(
     };
     if let Some(p) = principal {
         if let Some((_, csrf)) = &p.session {
-            let login = req.uri().path() == "/api/v1/session" && req.method() == Method::POST;
+            let login = matches!(
+                req.uri().path(),
+                "/api/v1/session" | "/api/v1/session/token"
+            ) && req.method() == Method::POST;
             if is_mutation(req.method()) && !login {
                 let sent = req
                     .headers()
