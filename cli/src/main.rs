@@ -4,6 +4,7 @@
 //! exits with the run's exit code.
 
 mod cron;
+mod import;
 mod job;
 mod jobfile;
 mod login;
@@ -113,6 +114,9 @@ enum Command {
     /// Offline schedule tools.
     #[command(subcommand)]
     Cron(cron::CronCmd),
+    /// Import jobs from another scheduler (Go cronsun).
+    #[command(subcommand)]
+    Import(import::ImportCmd),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions {
         #[arg(value_enum)]
@@ -168,6 +172,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::User(cmd) => user::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Cron(cmd) => cron::run(&ctx, cmd),
+        Command::Import(cmd) => import::run(&ctx, cmd).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "cronsun", &mut out);

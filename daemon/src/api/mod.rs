@@ -9,8 +9,10 @@ pub mod auth;
 mod body;
 mod error;
 mod jobs;
+mod openapi;
 mod runs;
 mod session;
+mod stats;
 mod system;
 mod tokens;
 
@@ -23,6 +25,7 @@ use utoipa::OpenApi;
 
 pub use auth::{Auth, PeerCred, Principal, TokenCheck};
 pub use error::Failure;
+use openapi::CommonResponses;
 pub use system::VERSION;
 
 use crate::clock::Clock;
@@ -65,6 +68,7 @@ pub struct AppState {
         runs::show,
         runs::kill,
         runs::stream,
+        stats::daily,
         system::health,
         system::nodes,
         system::preview,
@@ -85,7 +89,8 @@ pub struct AppState {
         tokens::revoke,
         audit::search,
     ),
-    components(schemas(cronsun_proto::api::ApiError))
+    components(schemas(cronsun_proto::api::ApiError)),
+    modifiers(&CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -119,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}", get(runs::show))
         .route("/api/v1/runs/{id}/stream", get(runs::stream))
         .route("/api/v1/runs/{id}/kill", post(runs::kill))
+        .route("/api/v1/stats/daily", get(stats::daily))
         .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))

@@ -1,7 +1,7 @@
 //! Health, metrics, nodes, schedule preview and the global pause switch.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use cronsun_proto::api::{GlobalPause, Health, NodeInfo, PauseRequest, Preview, PreviewQuery};
@@ -15,12 +15,22 @@ use crate::store::CoordOp;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
+/// 503 while the node cannot start runs (e.g. its state disk fails).
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    let problems: Vec<String> = s.runs.healthy().err().into_iter().collect();
+    let (code, status) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    let h = Health {
+        status: status.into(),
         version: VERSION.into(),
-    })
+        problems,
+    };
+    (code, Json(h))
 }
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod mongo;
 pub mod sqlite;
+pub mod stats;
 
 pub use auth::{Account, AccountWrite, AuthStore, CoordOp, StoredToken};
 pub use sqlite::SqliteStore;
@@ -134,4 +135,18 @@ pub trait RunStore: Send + Sync + 'static {
     async fn latest_per_job(&self) -> Result<Vec<(String, LastRun)>>;
     /// Deletes by age and count per job in bounded batches; returns how many.
     async fn retain(&self, policy: Retention, now: Timestamp) -> Result<u64>;
+    /// Daily counters of one job (or summed over all jobs) for UTC days
+    /// `from..=to` (`YYYY-MM-DD`), by day; days without runs are absent.
+    /// Pre-aggregated at write time (see [`stats`]), so cheap at any size.
+    async fn daily_stats(
+        &self,
+        job: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<stats::DailyStats>;
+    /// Whether the store can take writes (`Err` says why): a failing state
+    /// disk makes the node unhealthy and stops new runs.
+    fn healthy(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }

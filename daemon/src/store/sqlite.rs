@@ -17,6 +17,7 @@ mod reader;
 mod runs;
 mod schema;
 pub mod spool;
+mod stats;
 mod writer;
 
 #[cfg(test)]
@@ -266,6 +267,17 @@ impl RunStore for SqliteStore {
 
     /// Age counts from `scheduled_at`; `running` records are never deleted.
     /// Each batch is its own transaction, so other writes interleave.
+    async fn daily_stats(
+        &self,
+        job: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<crate::store::stats::DailyStats> {
+        let (job, from, to) = (job.map(str::to_owned), from.to_owned(), to.to_owned());
+        self.read(move |c| stats::read(c, job.as_deref(), &from, &to))
+            .await
+    }
+
     async fn retain(&self, policy: Retention, now: Timestamp) -> Result<u64> {
         let mut deleted = 0;
         if let Some(age) = policy.max_age {

@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use cronsun_proto::{RunRecord, RunStatus};
 use futures::TryStreamExt;
-use jiff::Timestamp;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::Database;
 
@@ -132,7 +131,7 @@ pub async fn apply_batch(
         {
             latest.insert(&rec.job_id, (key, rec));
         }
-        let prev_status = prev.and_then(|(_, s)| stats::parse_status(s));
+        let prev_status = prev.and_then(|(_, s)| crate::store::stats::parse_status(s));
         if prev_status == Some(RunStatus::Lost) && rec.status != RunStatus::Lost {
             out.reappeared.push(rec.record_id());
         }
@@ -218,9 +217,4 @@ async fn send_update(
         )));
     }
     Ok(refused)
-}
-
-/// The instant a record's day starts (UTC), as `YYYY-MM-DD`.
-pub(super) fn day_of(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%d").to_string()
 }

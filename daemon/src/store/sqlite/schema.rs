@@ -85,6 +85,8 @@ const MIGRATIONS: &[&str] = &[
     super::spool::MIGRATION,
     // 3: accounts, API tokens, the audit log, shared secrets (see auth.rs).
     super::auth::MIGRATION,
+    // 4: daily run statistics per job (see stats.rs).
+    super::stats::MIGRATION,
 ];
 
 /// The schema version this build writes.
