@@ -253,7 +253,21 @@ const ROWS: &[Row] = &[
         "/api/v1/stats/daily",
         "/api/v1/stats/daily?days=3",
         None,
+        VIEW_OUT_OF_SCOPE,
+    ),
+    row(
+        "GET",
+        "/api/v1/stats/daily",
+        "/api/v1/stats/daily?days=3&job=j-db",
+        None,
         VIEW,
+    ),
+    row(
+        "GET",
+        "/api/v1/stats/daily",
+        "/api/v1/stats/daily?days=3&job=j-web",
+        None,
+        VIEW_OUT_OF_SCOPE,
     ),
     row(
         "GET",
