@@ -20,7 +20,7 @@ mod user;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use cronsun_proto::client::{Client, ClientError};
 
@@ -75,6 +75,17 @@ struct Connection {
         value_name = "FILE"
     )]
     token_file: Option<PathBuf>,
+    /// Also trust the certificates in this PEM file for https:// servers, e.g.
+    /// a daemon's self-signed <state_dir>/tls/cert.pem (compare its
+    /// fingerprint with the daemon's log first).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_CA_CERT",
+        value_name = "FILE"
+    )]
+    ca_cert: Option<PathBuf>,
     /// The daemon's config, read to find its socket [default: /etc/cronsun/cronsun.toml].
     #[arg(
         long,
@@ -136,19 +147,29 @@ pub struct Ctx {
 impl Ctx {
     /// A client for the resolved server and token.
     pub fn client(&self) -> Result<Client> {
-        let server =
-            server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
         let token =
             server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?
                 .or_else(login::saved_token);
-        Ok(Client::new(&server, token)?)
+        self.client_with(token)
     }
 
     /// A client sending no token (password logins).
     pub fn client_without_token(&self) -> Result<Client> {
+        self.client_with(None)
+    }
+
+    fn client_with(&self, token: Option<String>) -> Result<Client> {
         let server =
             server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
-        Ok(Client::new(&server, None)?)
+        let client = Client::new(&server, token)?;
+        Ok(match &self.conn.ca_cert {
+            None => client,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+                client.with_ca_cert(&pem)?
+            }
+        })
     }
 
     pub fn json(&self) -> bool {
