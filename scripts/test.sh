@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/services/ferretdb.sh install
 ./scripts/services/chromium.sh install
+./scripts/services/schemathesis.sh install
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

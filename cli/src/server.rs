@@ -65,8 +65,9 @@ fn choose_server(web: &WebSection, exists: impl Fn(&Path) -> bool) -> String {
             return format!("unix:{s}");
         }
     }
-    // A non-loopback listener speaks TLS, which this client cannot; only a
-    // loopback listener (or the wildcard address, reached via loopback) helps.
+    // A non-loopback listener speaks TLS with a certificate whose names this
+    // guess cannot know: only a loopback listener (or the wildcard address,
+    // reached via loopback) is chosen; otherwise pass --server https://...
     if let Some(addr) = web
         .listen
         .as_deref()

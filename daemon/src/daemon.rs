@@ -19,6 +19,7 @@ use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
 use crate::privsep::{self, notify};
+use crate::reload;
 use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
 use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
@@ -78,10 +79,7 @@ async fn run_with(
     );
     let metrics = Metrics::new();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let retention = Retention {
-        max_age: Some(cfg.retention.max_age.0),
-        max_per_job: Some(cfg.retention.max_runs_per_job),
-    };
+    let retention = reload::retention(&cfg);
     // With [mongodb], run records go through the spool in the same SQLite
     // file to MongoDB; jobs and watermarks stay in SQLite (DESIGN §1).
     let mongo = match &cfg.mongodb {
@@ -122,6 +120,7 @@ async fn run_with(
             Executor::Remote(client)
         }
     };
+    let exec_for_reload = exec.clone();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
             lead: cfg.scheduler.lead.0,
@@ -196,16 +195,22 @@ async fn run_with(
     info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready (standalone)");
 
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    let (retention_tx, retention_rx) = watch::channel(retention);
     let retention_task = tokio::spawn(retention_loop(
         runs,
         clock.clone(),
-        retention,
+        retention_rx,
         stop_rx.clone(),
     ));
+    let live = reload::Live {
+        sched: handle.clone(),
+        exec: exec_for_reload,
+        retention: retention_tx,
+    };
     notify_ready(&handle);
     let status_task = tokio::spawn(status_loop(metrics_for_status, stop_rx.clone()));
 
-    wait_for_stop(config_path, &cfg).await;
+    wait_for_stop(config_path, cfg.clone(), &live).await;
     info!("stopping: no new runs; draining");
     notify::send("STOPPING=1\nSTATUS=draining: no new runs");
     let _ = stop_tx.send(true);
@@ -391,9 +396,9 @@ async fn status_loop(metrics: Metrics, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP re-reads the config and says what
-/// would need a restart (nothing is reloadable in place yet).
-async fn wait_for_stop(config_path: &Path, running: &Config) {
+/// Waits for SIGTERM or SIGINT. SIGHUP reloads what can change at runtime
+/// and says what needs a restart (see [`reload`]).
+async fn wait_for_stop(config_path: &Path, mut running: Config, live: &reload::Live) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -406,39 +411,28 @@ async fn wait_for_stop(config_path: &Path, running: &Config) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(config_path, running),
+            _ = hup.recv() => live.reload(config_path, &mut running).await,
         }
     }
 }
 
-fn reload(path: &Path, running: &Config) {
-    match Config::load(path, true) {
-        Err(e) => error!("SIGHUP: new config rejected, keeping the running one: {e}"),
-        Ok(new) => {
-            let changed = format!("{new:?}") != format!("{running:?}");
-            if changed {
-                warn!("SIGHUP: the config changed; restart cronsund to apply it (in-place reload is not supported yet)");
-            } else {
-                info!("SIGHUP: config unchanged");
-            }
-        }
-    }
-}
-
+/// Applies retention every hour, and at once when a reload changes it.
 async fn retention_loop(
     runs: Arc<dyn RunStore>,
     clock: Clock,
-    policy: Retention,
+    mut policy: watch::Receiver<Retention>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match runs.retain(policy, clock.now()).await {
+        let current = *policy.borrow_and_update();
+        match runs.retain(current, clock.now()).await {
             Ok(0) => {}
             Ok(n) => info!(deleted = n, "retention removed old run records"),
             Err(e) => warn!("retention failed: {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            r = policy.changed() => if r.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
     }

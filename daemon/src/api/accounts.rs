@@ -111,7 +111,8 @@ pub async fn create(
 }
 
 #[utoipa::path(put, path = "/api/v1/accounts/{user}", tag = "auth", request_body = AccountRequest,
-    responses((status = 200, body = AccountView), (status = 404, body = cronsun_proto::api::ApiError)))]
+    responses((status = 200, body = AccountView), (status = 404, body = cronsun_proto::api::ApiError),
+              (status = 409, description = "it would leave no enabled admin", body = cronsun_proto::api::ApiError)))]
 pub async fn update(
     State(s): State<AppState>,
     p: Principal,
@@ -152,7 +153,8 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/accounts/{user}", tag = "auth",
-    responses((status = 204), (status = 404, body = cronsun_proto::api::ApiError)))]
+    responses((status = 204), (status = 404, body = cronsun_proto::api::ApiError),
+              (status = 409, description = "it would leave no enabled admin", body = cronsun_proto::api::ApiError)))]
 pub async fn delete(
     State(s): State<AppState>,
     p: Principal,

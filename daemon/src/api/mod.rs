@@ -9,6 +9,7 @@ pub mod auth;
 mod body;
 mod error;
 mod jobs;
+mod openapi;
 mod runs;
 mod session;
 mod stats;
@@ -25,6 +26,7 @@ use utoipa::OpenApi;
 
 pub use auth::{Auth, PeerCred, Principal, TokenCheck};
 pub use error::Failure;
+use openapi::CommonResponses;
 pub use system::VERSION;
 
 use crate::clock::Clock;
@@ -77,6 +79,7 @@ pub struct AppState {
         session::login,
         session::me,
         session::logout,
+        session::login_token,
         accounts::list,
         accounts::create,
         accounts::update,
@@ -87,7 +90,8 @@ pub struct AppState {
         tokens::revoke,
         audit::search,
     ),
-    components(schemas(cronsun_proto::api::ApiError))
+    components(schemas(cronsun_proto::api::ApiError)),
+    modifiers(&CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -131,6 +135,7 @@ pub fn router(state: AppState) -> Router {
                 .post(session::login)
                 .delete(session::logout),
         )
+        .route("/api/v1/session/token", post(session::login_token))
         .route(
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),

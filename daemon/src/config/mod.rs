@@ -402,9 +402,7 @@ impl Config {
                 ));
             }
         }
-        if self.log.level.trim().is_empty()
-            || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err()
-        {
+        if !is_log_filter(&self.log.level) {
             return Err(err(
                 "log.level",
                 format!(
@@ -437,6 +435,19 @@ impl Config {
             Some(&self.web.socket)
         }
     }
+}
+
+/// A level name, or `EnvFilter` directives where each bare word is a level
+/// (`"info,cronsund::exec=debug"`); a bare word that is not a level would be
+/// taken as a target name and silence everything else.
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    !s.trim().is_empty()
+        && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+        && s.split(',').all(|d| {
+            let d = d.trim();
+            d.contains('=') || LEVELS.contains(&d.to_ascii_lowercase().as_str())
+        })
 }
 
 /// Node ids and group names: `[A-Za-z0-9_.-]{1,64}`.
@@ -488,6 +499,12 @@ mod tests {
         );
         let e = parse("[log]\nlevel = \"\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("log.level"), "{e}");
+        // A bare word that is not a level would filter by target and silence the daemon.
+        let e = parse("[log]\nlevel = \"loud\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("log.level"), "{e}");
+        for ok in ["debug", "WARN", "info,cronsund::exec=trace", "off"] {
+            parse(&format!("[log]\nlevel = {ok:?}\n")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

@@ -8,8 +8,10 @@ use super::ClientError;
 /// A parsed server address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
-    /// `http://host[:port][/base]`; `host` keeps IPv6 brackets for the Host header.
+    /// `http(s)://host[:port][/base]`; `authority` keeps IPv6 brackets for the Host header.
     Tcp {
+        /// `https://`: TLS.
+        tls: bool,
         host: String,
         port: u16,
         authority: String,
@@ -38,13 +40,14 @@ impl Endpoint {
                 path: PathBuf::from(path),
             });
         }
-        if s.starts_with("https://") {
-            return Err(bad(
-                "https is not supported by this cronsun build yet; use the local socket (unix:/run/cronsun/api.sock) or http:// on loopback",
-            ));
-        }
-        let Some(rest) = s.strip_prefix("http://") else {
-            return Err(bad("use http://host:port or unix:/path/to/api.sock"));
+        let (tls, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+            (Some(r), _) => (true, r),
+            (None, Some(r)) => (false, r),
+            _ => {
+                return Err(bad(
+                    "use http://host:port, https://host:port or unix:/path/to/api.sock",
+                ))
+            }
         };
         let (authority, base) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -61,9 +64,11 @@ impl Endpoint {
         if base.contains(['?', '#']) {
             return Err(bad("a query or fragment is not allowed in the server URL"));
         }
-        let (host, port) = split_host_port(authority)
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = split_host_port(authority, default_port)
             .ok_or_else(|| bad("expected host:port with a port between 1 and 65535"))?;
         Ok(Endpoint::Tcp {
+            tls,
             host,
             port,
             authority: authority.to_string(),
@@ -88,8 +93,8 @@ impl Endpoint {
     }
 }
 
-/// Splits `host[:port]` (`[v6]:port` too); the port defaults to 80.
-fn split_host_port(authority: &str) -> Option<(String, u16)> {
+/// Splits `host[:port]` (`[v6]:port` too); the port defaults to `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         let port = match after {
@@ -107,7 +112,7 @@ fn split_host_port(authority: &str) -> Option<(String, u16)> {
         return None;
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return None,
             Ok(p) => p,
@@ -176,9 +181,14 @@ mod tests {
             let e = Endpoint::parse(s).expect_err(s).to_string();
             assert!(e.contains("invalid server address"), "{s}: {e}");
         }
-        let e = Endpoint::parse("https://h:7079")
-            .expect_err("https")
-            .to_string();
-        assert!(e.contains("https is not supported"), "{e}");
+        assert_eq!(tcp("https://h"), ("h".into(), 443, String::new()));
+        assert!(matches!(
+            Endpoint::parse("https://h:7079"),
+            Ok(Endpoint::Tcp {
+                tls: true,
+                port: 7079,
+                ..
+            })
+        ));
     }
 }

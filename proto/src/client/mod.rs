@@ -6,9 +6,11 @@
 //! token. Every error says what to do about it: which server could not be
 //! reached, or which credential is missing.
 
+mod auth;
 mod endpoint;
 mod query;
 mod sse;
+mod tls;
 
 use std::time::Duration;
 
@@ -99,7 +101,7 @@ fn describe_api_error(status: StatusCode, e: &ApiError) -> String {
     };
     let hint = match status {
         StatusCode::UNAUTHORIZED => {
-            ": set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
+            ": run `cronsun login`, or set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
              or use the local socket as root or a member of group cronsun-admin"
         }
         StatusCode::FORBIDDEN => ": your token's role does not allow this",
@@ -124,6 +126,9 @@ fn describe_connect_error(e: &std::io::Error) -> String {
         ErrorKind::PermissionDenied => {
             "permission denied — run as root or a member of group cronsun-admin, or use --server http://… with a token".into()
         }
+        ErrorKind::InvalidData => format!(
+            "{e} — for a self-signed certificate pass --ca-cert <state_dir>/tls/cert.pem (CRONSUN_CA_CERT) after checking its fingerprint against the daemon's log"
+        ),
         _ => format!("{e} — is the address right? (--server or CRONSUN_URL)"),
     }
 }
@@ -136,6 +141,8 @@ pub struct Client {
     token: Option<HeaderValue>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    /// Set for `https://` servers.
+    tls: Option<tls::Tls>,
 }
 
 impl Client {
@@ -156,13 +163,27 @@ impl Client {
                 Some(v)
             }
         };
+        let tls = match &endpoint {
+            Endpoint::Tcp { tls: true, .. } => Some(tls::connector(None)?),
+            _ => None,
+        };
         Ok(Client {
             endpoint,
             server: server.trim().trim_end_matches('/').to_string(),
             token,
             connect_timeout: CONNECT_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
+            tls,
         })
+    }
+
+    /// Also trusts the certificates of a PEM file for `https://` servers
+    /// (e.g. the daemon's self-signed `<state_dir>/tls/cert.pem`).
+    pub fn with_ca_cert(mut self, pem: &[u8]) -> Result<Client, ClientError> {
+        if self.tls.is_some() {
+            self.tls = Some(tls::connector(Some(pem))?);
+        }
+        Ok(self)
     }
 
     /// Overrides the connect and request timeouts.
@@ -435,19 +456,31 @@ impl Client {
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
-        let mut sender = match &self.endpoint {
-            Endpoint::Tcp { host, port, .. } => {
-                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
-                let stream = self.connect(connect).await?;
-                // Small requests: do not wait for Nagle.
-                let _ = stream.set_nodelay(true);
-                self.handshake(stream).await?
-            }
-            Endpoint::Unix { path } => {
-                let stream = self.connect(tokio::net::UnixStream::connect(path)).await?;
-                self.handshake(stream).await?
-            }
-        };
+        let mut sender =
+            match &self.endpoint {
+                Endpoint::Tcp { host, port, .. } => {
+                    let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+                    let stream = self.connect(connect).await?;
+                    // Small requests: do not wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    match &self.tls {
+                        None => self.handshake(stream).await?,
+                        Some(tls) => {
+                            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                                .map_err(|e| ClientError::InvalidServer {
+                                    server: self.server.clone(),
+                                    reason: format!("not a TLS server name: {e}"),
+                                })?;
+                            let stream = self.connect(tls.0.connect(name, stream)).await?;
+                            self.handshake(stream).await?
+                        }
+                    }
+                }
+                Endpoint::Unix { path } => {
+                    let stream = self.connect(tokio::net::UnixStream::connect(path)).await?;
+                    self.handshake(stream).await?
+                }
+            };
         sender
             .send_request(req)
             .await
