@@ -69,7 +69,12 @@ describe('cronsun web UI', () => {
     await page.getByLabel('Password').fill('not-the-password');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByText('Wrong user or password.').waitFor();
-    await login(page, 'admin', initialPassword());
+    // Keyboard only: the user field has focus, Tab reaches the password, Enter submits.
+    await page.getByLabel('User').focus();
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(initialPassword());
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
     await page.getByRole('link', { name: 'Accounts' }).waitFor();
     await page.getByText('Pause all scheduling').waitFor();
     // Statistics: the chart when the daemon serves them, else a clear "unavailable" state.
@@ -301,6 +306,39 @@ describe('cronsun web UI', () => {
       assert.equal(relogin.status, 200);
     } finally {
       await viewer.close();
+    }
+  });
+
+  it('a group-scoped operator sees and operates only its group, and cannot edit', async () => {
+    const otherId = uniqueId('ui-other');
+    assert.equal((await api('POST', '/jobs', { id: otherId, group: 'other', command: ['true'], rules: [{ schedule: '@yearly' }] })).status, 201);
+    const acc = await api('POST', '/accounts', { user: 'otto', password: 'operator-password-42', role: 'operator', groups: ['other'], permissions: { read_output: true, privileged_run_as: false } });
+    assert.equal(acc.status, 201, JSON.stringify(acc.data));
+    const op = await launch();
+    try {
+      const p = await op.page();
+      await login(p, 'otto', 'operator-password-42');
+      await p.locator('#stats-unavailable, .chart.per-day svg').first().waitFor();
+      await p.goto(`${BASE}/ui/jobs`);
+      await p.getByRole('link', { name: otherId }).waitFor();
+      assert.equal(await p.getByRole('link', { name: 'Mine now' }).count(), 0, 'jobs of other groups are not listed');
+      assert.equal(await p.getByRole('link', { name: 'New job' }).count(), 0);
+      await p.getByRole('link', { name: otherId }).click();
+      await p.getByRole('button', { name: 'Pause' }).waitFor();
+      for (const name of ['Edit', 'Delete', 'Clone']) {
+        assert.equal(await p.getByRole('button', { name, exact: true }).or(p.getByRole('link', { name, exact: true })).count(), 0, `${name} hidden`);
+      }
+      await shoot(p, 'job-operator');
+      await p.getByRole('button', { name: 'Run now' }).click();
+      await p.locator('#run-status', { hasText: 'success' }).waitFor(LONG_WAIT);
+      const refused = await p.evaluate(async (id) => {
+        const me = await (await fetch('/api/v1/session')).json();
+        const r = await fetch(`/api/v1/jobs/${id}/run`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token }, body: '{}' });
+        return r.status;
+      }, jobId);
+      assert.ok([403, 404].includes(refused), `run now of another group's job: ${refused}`);
+    } finally {
+      await op.close();
     }
   });
 

@@ -98,4 +98,5 @@ export default {
   'nav.change_password': 'Click to change your password.', 'accounts.current_password': 'Current password', 'accounts.new_password': 'New password',
   'groups.title': 'Groups', 'groups.job_groups': 'Job groups', 'groups.node_groups': 'Node groups', 'groups.jobs': 'Jobs', 'groups.no_node_groups': 'No node is in a group.',
   'run.details': 'Details', 'job.run_started': 'Run started.',
+  'dash.stats_scoped': 'Fleet-wide statistics are not available to a role limited to some job groups.',
 };

@@ -98,4 +98,5 @@ export default {
   'nav.change_password': '点击修改你的密码。', 'accounts.current_password': '当前密码', 'accounts.new_password': '新密码',
   'groups.title': '分组', 'groups.job_groups': '任务分组', 'groups.node_groups': '节点分组', 'groups.jobs': '任务数', 'groups.no_node_groups': '没有节点属于任何分组。',
   'run.details': '详情', 'job.run_started': '已开始运行。',
+  'dash.stats_scoped': '仅限部分任务分组的角色不能查看全局统计。',
 };

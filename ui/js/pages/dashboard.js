@@ -57,11 +57,13 @@ export function render(ctx) {
     try {
       return await get('/stats/daily', { params: { days: 14 } });
     } catch (e) {
-      if (e.status === 404 || e.status === 501) return { unavailable: true };
+      if (e.status === 404 || e.status === 501) return { unavailable: t('dash.stats_unavailable') };
+      // Group-scoped roles see statistics per job (on each job's page), not fleet-wide.
+      if (e.status === 403) return { unavailable: t('dash.stats_scoped') };
       throw e;
     }
   }, (stats) => (stats.unavailable || !stats.days
-    ? h('p', { class: 'notice', id: 'stats-unavailable' }, t('dash.stats_unavailable'))
+    ? h('p', { class: 'notice', id: 'stats-unavailable' }, stats.unavailable || t('dash.stats_unavailable'))
     : runsPerDay(stats.days)), { cls: 'wide' });
 
   // Global pause (admins): the button says what it will do once the state is known.
