@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { launch, shoot, api, login, initialPassword, uniqueId, requireDaemon, repo, BASE } from './lib.js';
+import { launch, shoot, api, login, initialPassword, uniqueId, requireDaemon, repo, BASE, SHOTS, PHONE, LAPTOP } from './lib.js';
 
 function uiFiles(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? uiFiles(join(dir, e.name)) : [join(dir, e.name)]));
@@ -357,6 +357,24 @@ describe('cronsun web UI', () => {
     await page.locator('.banner.offline').getByRole('button', { name: 'Retry now' }).click();
     await page.locator('.banner.offline').waitFor({ state: 'detached' });
     await page.getByRole('heading', { name: 'Runs' }).waitFor();
+  });
+
+  it('opens the navigation menu at phone width', async () => {
+    await page.setViewportSize(PHONE);
+    try {
+      await page.goto(`${BASE}/ui/`);
+      const nav = page.getByRole('navigation', { name: 'Main' });
+      assert.equal(await nav.isVisible(), false);
+      await page.getByRole('button', { name: 'Menu' }).click();
+      await nav.getByRole('link', { name: 'Runs' }).waitFor();
+      await page.locator('#whoami').waitFor();
+      await page.screenshot({ path: join(SHOTS, 'menu-phone.png') });
+      await nav.getByRole('link', { name: 'Runs' }).click();
+      await page.getByRole('heading', { name: 'Runs' }).waitFor();
+      assert.equal(await nav.isVisible(), false, 'the menu closes after choosing a page');
+    } finally {
+      await page.setViewportSize(LAPTOP);
+    }
   });
 
   it('switches language and keeps the choice', async () => {
