@@ -130,6 +130,8 @@ describe('cronsun web UI', () => {
     await shoot(page, 'run-live');
     await page.locator('#output', { hasText: 'tick-6' }).waitFor(LONG_WAIT);
     await page.locator('#run-status', { hasText: 'success' }).waitFor(LONG_WAIT);
+    // Times are in the viewer's zone; the job's zone is on hover.
+    assert.match(await page.locator('dl.meta time').first().getAttribute('title'), /America\/New_York/);
     await shoot(page, 'run');
     await page.getByRole('link', { name: 'UI made job' }).first().click();
     await page.locator('.chart svg').waitFor();

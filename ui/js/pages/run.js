@@ -15,6 +15,9 @@ function outputText(r) {
 export async function render(ctx) {
   const id = ctx.params.id;
   let rec = await get(`/runs/${seg(id)}`);
+  // The job's zone for the hover text of the times (the job may be gone).
+  const job = await get(`/jobs/${seg(rec.job_id)}`).catch(() => null);
+  const zone = job && job.job.rules[0] && job.job.rules[0].timezone;
   const meta = h('div', {});
   const actions = h('div', { class: 'actions' });
   const out = h('pre', { class: 'output', id: 'output', tabindex: '0', 'aria-label': t('run.output') });
@@ -30,9 +33,9 @@ export async function render(ctx) {
       [t('run.run_id'), h('code', {}, `${rec.run_id}#${rec.attempt}`)],
       [t('runs.trigger'), t(`trigger.${rec.trigger}`)],
       [t('runs.node'), `${rec.node_id}${rec.hostname ? ` (${rec.hostname})` : ''}`],
-      [t('runs.scheduled'), when(rec.scheduled_at)],
-      [t('runs.started'), when(rec.started_at)],
-      [t('run.finished'), when(rec.finished_at)],
+      [t('runs.scheduled'), when(rec.scheduled_at, zone)],
+      [t('runs.started'), when(rec.started_at, zone)],
+      [t('run.finished'), when(rec.finished_at, zone)],
       [t('runs.duration'), duration(rec.duration_ms)],
       [t('runs.exit'), rec.exit_code !== null && rec.exit_code !== undefined ? String(rec.exit_code) : rec.signal ? `signal ${rec.signal}` : '—'],
       [t('run.argv'), h('code', { class: 'wrap' }, JSON.stringify(rec.argv || []))],
