@@ -96,7 +96,7 @@ describe('cronsun web UI', () => {
     await page.getByLabel('Id', { exact: true }).fill(jobId);
     await page.getByLabel('Name', { exact: true }).fill('UI made job');
     await page.getByLabel('Group', { exact: true }).fill('ui');
-    await page.getByLabel('Command', { exact: true }).fill('for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.5; done');
+    await page.getByLabel('Command', { exact: true }).fill('for i in 1 2 3 4 5 6; do echo tick-$i; sleep 1; done');
     await page.getByLabel('run with /bin/sh -c').check();
     const schedule = page.getByLabel('Schedule', { exact: true });
     await schedule.fill('61 * * * *');
