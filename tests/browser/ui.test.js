@@ -111,6 +111,7 @@ describe('cronsun web UI', () => {
     const err = page.locator('[data-field-wrap="timeout"] .field-error');
     await err.waitFor();
     assert.match(await err.textContent(), /timeout/);
+    await shoot(page, 'editor-error');
     await page.getByLabel('Timeout', { exact: true }).fill('1m');
     await shoot(page, 'editor');
     await page.getByRole('button', { name: 'Create job' }).click();
