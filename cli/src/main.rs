@@ -7,12 +7,15 @@ mod cron;
 mod import;
 mod job;
 mod jobfile;
+mod login;
 mod manpages;
 mod node;
 mod output;
 mod pause;
 mod run;
 mod server;
+mod token;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +111,16 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Lift the global pause (`--all`).
     Resume(pause::ResumeArgs),
+    /// Log in with a password; saves a token for later commands.
+    Login(login::LoginArgs),
+    /// Forget the token saved by `login`.
+    Logout,
+    /// Local accounts: list, add, remove, set passwords and roles.
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
     /// Offline schedule tools.
     #[command(subcommand)]
     Cron(cron::CronCmd),
@@ -133,11 +146,21 @@ pub struct Ctx {
 impl Ctx {
     /// A client for the resolved server and token.
     pub fn client(&self) -> Result<Client> {
+        let token =
+            server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?
+                .or_else(login::saved_token);
+        self.client_with(token)
+    }
+
+    /// A client sending no token (password logins).
+    pub fn client_without_token(&self) -> Result<Client> {
+        self.client_with(None)
+    }
+
+    fn client_with(&self, token: Option<String>) -> Result<Client> {
         let server =
             server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
         let ca_file = self.conn.ca_file.clone().or(server.ca_file);
-        let token =
-            server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?;
         Ok(Client::with_ca_file(
             &server.url,
             token,
@@ -161,6 +184,10 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Pause(args) => pause::pause(&ctx, args).await,
         Command::Resume(args) => pause::resume(&ctx, args).await,
+        Command::Login(args) => login::login(&ctx, args).await,
+        Command::Logout => login::logout(),
+        Command::User(cmd) => user::run(&ctx, cmd).await,
+        Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Cron(cmd) => cron::run(&ctx, cmd),
         Command::Import(cmd) => import::run(&ctx, cmd).await,
         Command::Completions { shell } => {

@@ -105,6 +105,20 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// `POST /api/v1/session/token` (`cronsun login`): a password login that
+/// answers with an API token acting as the account, instead of a cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoginTokenRequest {
+    pub user: String,
+    pub password: String,
+    /// Token name, e.g. `cli-alice@laptop`; default `login-<user>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lifetime (default 30 days).
+    #[serde(default)]
+    pub expires_in: Option<Dur>,
+}
+
 /// An account as the API shows it (never its password hash).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {

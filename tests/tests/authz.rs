@@ -110,6 +110,13 @@ const ROWS: &[Row] = &[
         Some(login_body),
         "P P P P P P P 421 P",
     ),
+    row(
+        "POST",
+        "/api/v1/session/token",
+        "/api/v1/session/token",
+        Some(login_body),
+        "P P P P P P P 421 P",
+    ),
     row("GET", "/api/v1/session", "/api/v1/session", None, VIEW),
     row(
         "DELETE",
@@ -246,7 +253,21 @@ const ROWS: &[Row] = &[
         "/api/v1/stats/daily",
         "/api/v1/stats/daily?days=3",
         None,
+        VIEW_OUT_OF_SCOPE,
+    ),
+    row(
+        "GET",
+        "/api/v1/stats/daily",
+        "/api/v1/stats/daily?days=3&job=j-db",
+        None,
         VIEW,
+    ),
+    row(
+        "GET",
+        "/api/v1/stats/daily",
+        "/api/v1/stats/daily?days=3&job=j-web",
+        None,
+        VIEW_OUT_OF_SCOPE,
     ),
     row(
         "GET",

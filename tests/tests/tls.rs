@@ -12,7 +12,7 @@ use serde_json::json;
 
 use cronsun_tests::daemon::{ensure_agent_user, free_port};
 use cronsun_tests::http::HttpClient;
-use cronsun_tests::{poll_until, tls, unique_id, ConfigOverrides};
+use cronsun_tests::{bins, poll_until, run_cli, tls, unique_id, ConfigOverrides};
 
 /// Stops the daemon by its pid when the test ends, also on failure.
 struct Running(Child);
@@ -124,6 +124,30 @@ fn non_loopback_listener_serves_tls_with_a_self_signed_certificate() {
         tls::request(addr, "localhost", other, Method::GET, "/healthz", &[], None).is_err(),
         "a client with other trust roots must fail the handshake"
     );
+    // The CLI over https: refused until told to trust the certificate.
+    let server = format!("https://localhost:{port}");
+    let token_file = state.join("admin.token").to_string_lossy().to_string();
+    let cert_file = state.join("tls/cert.pem").to_string_lossy().to_string();
+    let envs = [
+        ("CRONSUN_URL", server.as_str()),
+        ("CRONSUN_TOKEN_FILE", token_file.as_str()),
+    ];
+    let untrusted = run_cli(
+        &bins::cronsun(),
+        &["job", "ls"],
+        &envs,
+        Duration::from_secs(30),
+    );
+    untrusted.assert_code(1);
+    assert!(untrusted.stderr.contains("--ca-file"), "{untrusted}");
+    run_cli(
+        &bins::cronsun(),
+        &["--ca-file", &cert_file, "job", "ls"],
+        &envs,
+        Duration::from_secs(30),
+    )
+    .assert_success();
+
     // Plain HTTP on the TLS port gets no API answer.
     let plain = HttpClient::new(addr).request(
         Method::GET,

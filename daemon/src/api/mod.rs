@@ -15,6 +15,7 @@ mod session;
 mod stats;
 mod system;
 mod tokens;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub struct AppState {
         session::login,
         session::me,
         session::logout,
+        session::login_token,
         accounts::list,
         accounts::create,
         accounts::update,
@@ -135,6 +137,7 @@ pub fn router(state: AppState) -> Router {
                 .post(session::login)
                 .delete(session::logout),
         )
+        .route("/api/v1/session/token", post(session::login_token))
         .route(
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),
@@ -164,6 +167,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(ui::routes())
         .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

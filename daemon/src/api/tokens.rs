@@ -11,7 +11,7 @@ use super::auth::{crypto, Principal, TOKEN_PREFIX};
 use super::body::JsonBody;
 use super::error::{ApiResult, Failure};
 use super::AppState;
-use crate::store::StoredToken;
+use crate::store::{Account, StoredToken};
 
 fn view(t: &StoredToken) -> TokenView {
     TokenView {
@@ -41,6 +41,16 @@ pub async fn create(
     p: Principal,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    Ok((StatusCode::CREATED, Json(issue(&s, &p, req, None).await?)))
+}
+
+/// Creates a token (audited); with `account`, a login token acting as it.
+pub(super) async fn issue(
+    s: &AppState,
+    p: &Principal,
+    req: TokenRequest,
+    account: Option<&Account>,
+) -> ApiResult<TokenCreated> {
     check_names("name", &req.name, &req.groups)?;
     let now = s.clock.now();
     let expires_at = match req.expires_in {
@@ -72,18 +82,17 @@ pub async fn create(
         created_at: now,
         expires_at,
         revoked: false,
+        account: account.map(|a| a.user.clone()),
+        generation: account.map_or(0, |a| a.generation),
     };
     let info = view(&token);
     let mut entry = p.audit("token.create", &id, now);
     entry.after = serde_json::to_value(&info).ok();
     s.auth.store.put_token(token, Some(entry)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            info,
-            token: format!("{TOKEN_PREFIX}{id}.{secret}"),
-        }),
-    ))
+    Ok(TokenCreated {
+        info,
+        token: format!("{TOKEN_PREFIX}{id}.{secret}"),
+    })
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth",

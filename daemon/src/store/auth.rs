@@ -42,6 +42,12 @@ pub struct StoredToken {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked: bool,
+    /// Login tokens (`cronsun login`) act as this account with its current
+    /// role, and end when its generation moves (password or rights change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// How an account write relates to what is stored.

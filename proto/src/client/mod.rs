@@ -6,6 +6,7 @@
 //! token. Every error says what to do about it: which server could not be
 //! reached, or which credential is missing.
 
+mod auth;
 mod endpoint;
 mod query;
 mod sse;
@@ -102,7 +103,7 @@ fn describe_api_error(status: StatusCode, e: &ApiError) -> String {
     };
     let hint = match status {
         StatusCode::UNAUTHORIZED => {
-            ": set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
+            ": run `cronsun login`, or set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
              or use the local socket as root or a member of group cronsun-admin"
         }
         StatusCode::FORBIDDEN => ": your token's role does not allow this",
@@ -127,6 +128,9 @@ fn describe_connect_error(e: &std::io::Error) -> String {
         ErrorKind::PermissionDenied => {
             "permission denied — run as root or a member of group cronsun-admin, or use --server http://… with a token".into()
         }
+        ErrorKind::InvalidData => format!(
+            "{e} — for a self-signed certificate pass --ca-cert <state_dir>/tls/cert.pem (CRONSUN_CA_CERT) after checking its fingerprint against the daemon's log"
+        ),
         _ => format!("{e} — is the address right? (--server or CRONSUN_URL)"),
     }
 }

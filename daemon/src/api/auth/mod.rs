@@ -15,6 +15,7 @@
 //! - [`authorize`] (API routes): the route's [`rules::Need`].
 
 pub mod bootstrap;
+mod credentials;
 pub mod crypto;
 pub mod limiter;
 pub mod password;
@@ -23,8 +24,6 @@ pub mod rules;
 pub mod session;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -33,16 +32,13 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::IncomingStream;
 use cronsun_proto::auth::{Permissions, Role, Via};
-use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 use tokio::net::UnixListener;
 
 use super::error::Failure;
 use super::AppState;
-use crate::store::{Account, AuthStore};
+pub use credentials::{Auth, TokenCheck, TOKEN_PREFIX};
 pub use principal::Principal;
 use rules::Need;
-use session::{Claims, SessionKey};
 
 /// Group whose members may use the local socket.
 pub const ADMIN_GROUP: &str = "cronsun-admin";
@@ -86,186 +82,6 @@ pub fn peer_is_admin(p: &PeerCred) -> bool {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(user)) => user.gid == group.gid || group.mem.contains(&user.name),
         _ => false,
-    }
-}
-
-/// The secret the HTTP API accepts, stored hashed so comparisons are
-/// constant-time and the token is not kept in memory in clear.
-#[derive(Clone)]
-pub struct TokenCheck {
-    digest: Arc<[u8; 32]>,
-}
-
-impl TokenCheck {
-    pub fn new(token: &str) -> TokenCheck {
-        TokenCheck {
-            digest: Arc::new(Sha256::digest(token.trim().as_bytes()).into()),
-        }
-    }
-
-    pub fn accepts(&self, presented: &str) -> bool {
-        let d: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-        d.iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-/// Prefix of API token secrets.
-pub const TOKEN_PREFIX: &str = "cst_";
-
-/// The authentication state every request can reach (one field of [`AppState`]).
-pub struct Auth {
-    pub store: Arc<dyn AuthStore>,
-    pub admin_token: TokenCheck,
-    pub key: SessionKey,
-    pub limiter: limiter::LoginLimiter,
-    pub session_ttl: Duration,
-    /// Cookies get `Secure` (the listener speaks TLS).
-    pub secure: bool,
-    /// Host names (lowercase, no port) the Host header may carry.
-    pub hosts: Vec<String>,
-    /// `[security] default_run_as`: other `run_as` users are privileged.
-    pub default_run_as: String,
-}
-
-impl Auth {
-    /// A principal for an account (cookie sessions).
-    fn account_principal(a: &Account, from: String, session: (Timestamp, String)) -> Principal {
-        Principal {
-            user: a.user.clone(),
-            role: a.role,
-            groups: a.groups.clone(),
-            permissions: a.permissions,
-            via: Via::Session,
-            from,
-            session: Some(session),
-        }
-    }
-
-    /// The caller behind a Bearer token, or why it is refused.
-    async fn bearer(&self, presented: &str, from: String) -> Result<Principal, Failure> {
-        if self.admin_token.accepts(presented) {
-            return Ok(Principal {
-                user: "admin.token".into(),
-                role: Role::Admin,
-                groups: vec![],
-                permissions: Permissions {
-                    read_output: true,
-                    privileged_run_as: true,
-                },
-                via: Via::Token,
-                from,
-                session: None,
-            });
-        }
-        let invalid = || Failure::new(StatusCode::UNAUTHORIZED, "invalid token");
-        let (id, secret) = presented
-            .trim()
-            .strip_prefix(TOKEN_PREFIX)
-            .and_then(|t| t.split_once('.'))
-            .ok_or_else(invalid)?;
-        let t = self.store.token(id).await?.ok_or_else(invalid)?;
-        let digest = crypto::sha256_hex(secret.as_bytes());
-        if !crypto::same(digest.as_bytes(), t.secret_sha256.as_bytes()) {
-            return Err(invalid());
-        }
-        if t.revoked {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                format!("token {id} was revoked"),
-            ));
-        }
-        if t.expires_at.is_some_and(|e| e <= Timestamp::now()) {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                format!("token {id} has expired"),
-            ));
-        }
-        Ok(Principal {
-            user: format!("token:{}", t.name),
-            role: t.role,
-            groups: t.groups,
-            permissions: t.permissions,
-            via: Via::Token,
-            from,
-            session: None,
-        })
-    }
-
-    /// The caller behind a session cookie; `None` when the cookie is
-    /// forged, expired or revoked (the request is then anonymous).
-    async fn cookie(&self, value: &str, from: String) -> Result<Option<Principal>, Failure> {
-        let Some(c) = self.key.open(value) else {
-            return Ok(None);
-        };
-        let Ok(expires) = Timestamp::from_second(c.exp) else {
-            return Ok(None);
-        };
-        if expires <= Timestamp::now() {
-            return Ok(None);
-        }
-        let Some(a) = self.store.account(&c.u).await? else {
-            return Ok(None);
-        };
-        if a.disabled || a.generation != c.g {
-            return Ok(None);
-        }
-        let csrf = self.key.csrf(&c);
-        Ok(Some(Self::account_principal(&a, from, (expires, csrf))))
-    }
-
-    /// A new session for `a`: the cookie value and the principal it stands for.
-    pub fn start_session(&self, a: &Account, from: String) -> (String, Principal) {
-        let ttl = i64::try_from(self.session_ttl.as_secs()).unwrap_or(i64::MAX);
-        let exp = Timestamp::now().as_second().saturating_add(ttl);
-        let claims = Claims {
-            u: a.user.clone(),
-            g: a.generation,
-            exp,
-            n: crypto::random_b64(18),
-        };
-        let expires = Timestamp::from_second(exp).unwrap_or(Timestamp::MAX);
-        let csrf = self.key.csrf(&claims);
-        (
-            self.key.seal(&claims),
-            Self::account_principal(a, from, (expires, csrf)),
-        )
-    }
-
-    /// 421 unless the Host header names one of the allowed hosts.
-    fn check_host(&self, req: &Request) -> Result<(), Failure> {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())
-            .unwrap_or("");
-        let name = strip_port(host).to_ascii_lowercase();
-        if self.hosts.contains(&name) {
-            return Ok(());
-        }
-        Err(Failure::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "Host {host:?} is not served here (allowed: {}); add it to [web] hosts",
-                self.hosts.join(", ")
-            ),
-        ))
-    }
-}
-
-/// `name:port`, `[v6]:port` or a bare name → the name (`[v6]` keeps brackets).
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') => {
-            name
-        }
-        _ => host,
     }
 }
 
@@ -371,7 +187,10 @@ pub async fn identify(
     };
     if let Some(p) = principal {
         if let Some((_, csrf)) = &p.session {
-            let login = req.uri().path() == "/api/v1/session" && req.method() == Method::POST;
+            let login = matches!(
+                req.uri().path(),
+                "/api/v1/session" | "/api/v1/session/token"
+            ) && req.method() == Method::POST;
             if is_mutation(req.method()) && !login {
                 let sent = req
                     .headers()
@@ -423,6 +242,7 @@ pub async fn authorize(req: Request, next: Next) -> Result<Response, Failure> {
 }
 #[cfg(test)]
 mod tests {
+    use super::credentials::strip_port;
     use super::*;
 
     #[test]

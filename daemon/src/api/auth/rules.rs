@@ -25,6 +25,7 @@ pub const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/api/v1/session", Need::Anyone),
     ("GET", "/api/v1/session", Need::Login),
     ("DELETE", "/api/v1/session", Need::Login),
+    ("POST", "/api/v1/session/token", Need::Anyone),
     ("GET", "/api/v1/jobs", Need::Role(Role::Viewer)),
     ("POST", "/api/v1/jobs", Need::Role(Role::Admin)),
     ("POST", "/api/v1/jobs/apply", Need::Role(Role::Admin)),
