@@ -262,15 +262,7 @@ pub async fn run(ctx: &Ctx, cmd: ImportCmd) -> Result<u8> {
         report.applied = Some(result);
         output::json(&report)?;
     } else {
-        let lines: Vec<String> = [
-            ("created", &result.created),
-            ("updated", &result.updated),
-            ("unchanged", &result.unchanged),
-        ]
-        .iter()
-        .flat_map(|(what, ids)| ids.iter().map(move |id| format!("{what:<9}  {id}")))
-        .collect();
-        output::emit(&lines.join("\n"))?;
+        output::emit(&crate::job::applied_lines(&result))?;
     }
     Ok(0)
 }
