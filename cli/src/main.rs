@@ -20,7 +20,7 @@ mod user;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use cronsun_proto::client::{Client, ClientError};
 
@@ -75,17 +75,16 @@ struct Connection {
         value_name = "FILE"
     )]
     token_file: Option<PathBuf>,
-    /// Also trust the certificates in this PEM file for https:// servers, e.g.
-    /// a daemon's self-signed <state_dir>/tls/cert.pem (compare its
-    /// fingerprint with the daemon's log first).
+    /// PEM certificates to trust for https:// besides the system's, e.g. a
+    /// cronsund's self-signed <state_dir>/tls/cert.pem.
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
-        env = "CRONSUN_CA_CERT",
+        env = "CRONSUN_CA_FILE",
         value_name = "FILE"
     )]
-    ca_cert: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     /// The daemon's config, read to find its socket [default: /etc/cronsun/cronsun.toml].
     #[arg(
         long,
@@ -161,15 +160,12 @@ impl Ctx {
     fn client_with(&self, token: Option<String>) -> Result<Client> {
         let server =
             server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
-        let client = Client::new(&server, token)?;
-        Ok(match &self.conn.ca_cert {
-            None => client,
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
-                client.with_ca_cert(&pem)?
-            }
-        })
+        let ca_file = self.conn.ca_file.clone().or(server.ca_file);
+        Ok(Client::with_ca_file(
+            &server.url,
+            token,
+            ca_file.as_deref(),
+        )?)
     }
 
     pub fn json(&self) -> bool {

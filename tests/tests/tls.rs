@@ -169,10 +169,10 @@ fn non_loopback_listener_serves_tls_with_a_self_signed_certificate() {
         Duration::from_secs(30),
     );
     untrusted.assert_code(1);
-    assert!(untrusted.stderr.contains("--ca-cert"), "{untrusted}");
+    assert!(untrusted.stderr.contains("--ca-file"), "{untrusted}");
     run_cli(
         &bins::cronsun(),
-        &["--ca-cert", &cert_file, "job", "ls"],
+        &["--ca-file", &cert_file, "job", "ls"],
         &envs,
         Duration::from_secs(30),
     )

@@ -1,4 +1,4 @@
-//! Where the API lives: a TCP address (`http://host:port`) or a Unix socket
+//! Where the API lives: a TCP address (`http://host:port`, `https://…`) or a Unix socket
 //! (`unix:/path/to/api.sock`), parsed once from the `--server` string.
 
 use std::path::PathBuf;
@@ -8,14 +8,14 @@ use super::ClientError;
 /// A parsed server address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
-    /// `http(s)://host[:port][/base]`; `authority` keeps IPv6 brackets for the Host header.
+    /// `http://host[:port][/base]`; `host` keeps IPv6 brackets for the Host header.
     Tcp {
-        /// `https://`: TLS.
-        tls: bool,
         host: String,
         port: u16,
         authority: String,
         base: String,
+        /// `https://`.
+        tls: bool,
     },
     /// `unix:/path` (also `unix:///path`).
     Unix { path: PathBuf },
@@ -41,11 +41,11 @@ impl Endpoint {
             });
         }
         let (tls, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
-            (Some(r), _) => (true, r),
-            (None, Some(r)) => (false, r),
-            _ => {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => {
                 return Err(bad(
-                    "use http://host:port, https://host:port or unix:/path/to/api.sock",
+                    "use https://host:port, http://host:port or unix:/path/to/api.sock",
                 ))
             }
         };
@@ -64,15 +64,14 @@ impl Endpoint {
         if base.contains(['?', '#']) {
             return Err(bad("a query or fragment is not allowed in the server URL"));
         }
-        let default_port = if tls { 443 } else { 80 };
-        let (host, port) = split_host_port(authority, default_port)
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })
             .ok_or_else(|| bad("expected host:port with a port between 1 and 65535"))?;
         Ok(Endpoint::Tcp {
-            tls,
             host,
             port,
             authority: authority.to_string(),
             base: base.trim_end_matches('/').to_string(),
+            tls,
         })
     }
 
@@ -93,7 +92,7 @@ impl Endpoint {
     }
 }
 
-/// Splits `host[:port]` (`[v6]:port` too); the port defaults to `default_port`.
+/// Splits `host[:port]` (`[v6]:port` too); the port defaults to 80.
 fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
@@ -181,14 +180,17 @@ mod tests {
             let e = Endpoint::parse(s).expect_err(s).to_string();
             assert!(e.contains("invalid server address"), "{s}: {e}");
         }
-        assert_eq!(tcp("https://h"), ("h".into(), 443, String::new()));
         assert!(matches!(
             Endpoint::parse("https://h:7079"),
-            Ok(Endpoint::Tcp {
-                tls: true,
-                port: 7079,
-                ..
-            })
+            Ok(Endpoint::Tcp { tls: true, .. })
+        ));
+        assert!(matches!(
+            Endpoint::parse("https://h"),
+            Ok(Endpoint::Tcp { port: 443, .. })
+        ));
+        assert!(matches!(
+            Endpoint::parse("http://h:7079"),
+            Ok(Endpoint::Tcp { tls: false, .. })
         ));
     }
 }
