@@ -242,7 +242,7 @@ pub async fn authorize(req: Request, next: Next) -> Result<Response, Failure> {
 }
 #[cfg(test)]
 mod tests {
-    use super::credentials::strip_port;
+    use super::credentials::{is_ip_literal, strip_port};
     use super::*;
 
     #[test]
@@ -259,6 +259,8 @@ mod tests {
         assert_eq!(strip_port("[::1]:7079"), "[::1]");
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("::1"), "::1");
+        assert!(is_ip_literal("10.0.0.5") && is_ip_literal("[fe80::1]"));
+        assert!(!is_ip_literal("evil.example") && !is_ip_literal("10.0.0.5.nip.io"));
     }
 
     #[test]
