@@ -20,7 +20,8 @@ use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
 use crate::privsep::{self, notify};
 use crate::reload;
-use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::scheduler::{ClusterView, NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::store::etcd::{describe, ClusterParts, ClusterRuns, EtcdCoord, StartError};
 use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
@@ -30,6 +31,12 @@ const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often retention runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The node id is registered by another live process: a configuration
+/// error (exit 78, not restarted), not a crash.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join the cluster: {0}")]
+pub struct NodeIdTaken(pub String);
 
 /// Runs the daemon (both roles in this process) until SIGTERM/SIGINT,
 /// then drains and returns.
@@ -96,10 +103,66 @@ async fn run_with(
             .map_err(|e| anyhow::anyhow!("cannot set up the MongoDB run store: {e}"))?,
         ),
     };
-    let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match &mongo {
-        None => (store.clone(), store.clone()),
-        Some(m) => (Arc::new(m.coord()), m.clone()),
+    // With [etcd], jobs, claims and nodes live in etcd (cluster mode).
+    let cluster = match (&cfg.etcd, &mongo) {
+        (Some(e), Some(m)) => Some(
+            EtcdCoord::start(
+                e,
+                ClusterParts {
+                    info: node_info(&cfg, &node_id, &hostname, clock.now()),
+                    node: NodeIdentity {
+                        id: node_id.clone(),
+                        hostname: hostname.clone(),
+                    },
+                    mirror: store.clone(),
+                    local: m.coord(),
+                    runs: m.clone(),
+                    api_url: e
+                        .api_url
+                        .clone()
+                        .unwrap_or_else(|| api_url(cfg.web.listen, &hostname)),
+                },
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                StartError::IdTaken(m) => anyhow::Error::new(NodeIdTaken(m)),
+                StartError::Other(m) => anyhow::anyhow!("cannot join the cluster: {m}"),
+            })?,
+        ),
+        (Some(_), None) => anyhow::bail!("cluster mode ([etcd]) needs a [mongodb] section"),
+        (None, _) => None,
     };
+    // One admin token for the whole cluster (requests reach the leader
+    // through any node).
+    let token = match &cluster {
+        None => token,
+        Some(c) => match c.admin_token(&token).await {
+            Ok((t, _)) if t == token => t,
+            Ok((t, by)) => {
+                node::write_private(&token_path, format!("{t}\n").as_bytes(), false)
+                    .with_context(|| format!("cannot write {}", token_path.display()))?;
+                info!(path = %token_path.display(), bootstrapped_by = %by, "using the cluster's admin token");
+                t
+            }
+            Err(e) => {
+                warn!("cannot agree on the cluster's admin token ({e}); this node's own token works on this node only");
+                token
+            }
+        },
+    };
+    let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match (&cluster, &mongo) {
+        (Some(c), Some(m)) => (
+            c.clone(),
+            Arc::new(ClusterRuns {
+                inner: m.clone(),
+                coord: c.clone(),
+            }),
+        ),
+        (_, None) => (store.clone(), store.clone()),
+        (None, Some(m)) => (Arc::new(m.coord()), m.clone()),
+    };
+    let lead = cfg.etcd.as_ref().map_or(cfg.scheduler.lead.0, |e| e.lead.0);
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
     let forward_tx = exec_tx.clone();
@@ -123,7 +186,7 @@ async fn run_with(
     let exec_for_reload = exec.clone();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
-            lead: cfg.scheduler.lead.0,
+            lead,
             drain_timeout: cfg.scheduler.drain_timeout.0,
             step_tolerance: cfg.scheduler.clock_step_tolerance.0,
             max_concurrent: cfg.scheduler.max_concurrent_runs,
@@ -140,6 +203,7 @@ async fn run_with(
         exec_events: exec_rx,
         adopted: adopted_keys,
         metrics: metrics.clone(),
+        cluster: cluster.clone().map(|c| c as Arc<dyn ClusterView>),
     })
     .await
     .context("cannot start the scheduler")?;
@@ -161,6 +225,7 @@ async fn run_with(
         metrics: metrics.clone(),
         auth,
         state_dir: state_dir.clone(),
+        cluster: cluster.clone(),
     };
     let metrics_for_status = metrics.clone();
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
@@ -192,7 +257,11 @@ async fn run_with(
         || "sqlite".to_string(),
         |m| format!("mongodb {} (database {})", m.redacted_uri(), m.database),
     );
-    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready (standalone)");
+    let mode = cfg.etcd.as_ref().map_or_else(
+        || "standalone".to_string(),
+        |e| format!("cluster, {}", describe(e)),
+    );
+    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready ({mode})");
 
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
     let (retention_tx, retention_rx) = watch::channel(retention);
@@ -207,6 +276,13 @@ async fn run_with(
         exec: exec_for_reload,
         retention: retention_tx,
     };
+    let pause_task = cluster.as_ref().map(|c| {
+        tokio::spawn(follow_pause(
+            c.pause_feed(),
+            handle.clone(),
+            stop_rx.clone(),
+        ))
+    });
     notify_ready(&handle);
     let status_task = tokio::spawn(status_loop(metrics_for_status, stop_rx.clone()));
 
@@ -219,6 +295,12 @@ async fn run_with(
         error!("scheduler task failed: {e}");
     }
     let _ = retention_task.await;
+    if let Some(t) = pause_task {
+        let _ = t.await;
+    }
+    if let Some(c) = &cluster {
+        c.stopped().await;
+    }
     if let Some(t) = adopt_task {
         t.abort();
     }
@@ -294,6 +376,61 @@ fn listener_tls(cfg: &Config, state_dir: &Path) -> anyhow::Result<Option<crate::
     };
     info!(listen = %cfg.web.listen, cert = %tls.cert_path.display(), fingerprint = %tls.fingerprint, "serving HTTPS; certificate SHA-256 fingerprint");
     Ok(Some(tls))
+}
+
+/// `http://` + the listen address (the hostname when it listens on all
+/// addresses): how other nodes reach this one's API by default.
+fn api_url(listen: std::net::SocketAddr, hostname: &str) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://{hostname}:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
+/// This node's facts as registered in etcd.
+fn node_info(
+    cfg: &Config,
+    id: &str,
+    hostname: &str,
+    now: jiff::Timestamp,
+) -> cronsun_proto::api::NodeInfo {
+    cronsun_proto::api::NodeInfo {
+        id: id.to_string(),
+        hostname: hostname.to_string(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        tzdata: cronsun_proto::schedule::tzdata_version(),
+        groups: cfg.node.groups.clone(),
+        labels: cfg.node.labels.clone(),
+        started_at: now,
+        last_seen: now,
+        alive: true,
+        running: 0,
+        clock_ok: false,
+        draining: false,
+    }
+}
+
+/// Applies global pause changes made on any node to this node's scheduler.
+async fn follow_pause(
+    mut feed: watch::Receiver<cronsun_proto::api::GlobalPause>,
+    sched: crate::scheduler::SchedulerHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = feed.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let paused = feed.borrow_and_update().paused;
+                if let Err(e) = sched.set_global_pause(paused).await {
+                    warn!("cannot apply the cluster's pause switch: {e}");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {

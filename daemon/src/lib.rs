@@ -5,6 +5,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod coord;
 pub mod daemon;
 pub mod exec;
 pub mod faults;

@@ -161,6 +161,9 @@ where
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("cronsund: {e:#}");
+            if e.downcast_ref::<cronsund::daemon::NodeIdTaken>().is_some() {
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
             ExitCode::FAILURE
         }
     }

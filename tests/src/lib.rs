@@ -10,7 +10,9 @@
 pub mod auth;
 pub mod bins;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
+pub mod etcd;
 pub mod ferret;
 pub mod http;
 pub mod jobs;

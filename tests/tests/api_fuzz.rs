@@ -55,6 +55,8 @@ fn fuzzed_requests_get_documented_answers_and_never_a_server_error() {
             "10",
         ])
         .env("NO_COLOR", "1")
+        // Its cache (.schemathesis/) goes with the test's temp dir.
+        .current_dir(d.dir())
         .output()
         .expect("run schemathesis");
     let report = format!(

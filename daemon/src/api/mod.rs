@@ -15,6 +15,7 @@ mod session;
 mod stats;
 mod system;
 mod tokens;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub auth: Arc<Auth>,
     pub state_dir: PathBuf,
+    /// Cluster mode: the etcd coordination (node directory).
+    pub cluster: Option<Arc<crate::store::etcd::EtcdCoord>>,
 }
 
 #[derive(OpenApi)]
@@ -164,10 +167,16 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(ui::routes())
         .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::identify,
+        ))
+        // Outermost: a node that is not the web leader hands the request on.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::coord::proxy::to_leader,
         ))
         .with_state(state)
 }

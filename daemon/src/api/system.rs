@@ -44,9 +44,16 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, body = [NodeInfo])))]
-pub async fn nodes(State(s): State<AppState>) -> Json<Vec<NodeInfo>> {
+pub async fn nodes(State(s): State<AppState>) -> ApiResult<Json<Vec<NodeInfo>>> {
+    if let Some(c) = &s.cluster {
+        let mut nodes = c.nodes().await?;
+        for n in nodes.iter_mut().filter(|n| n.id == s.node.id) {
+            n.running = s.sched.running_total();
+        }
+        return Ok(Json(nodes));
+    }
     let now = s.clock.now();
-    Json(vec![NodeInfo {
+    Ok(Json(vec![NodeInfo {
         id: s.node.id.clone(),
         hostname: s.node.hostname.clone(),
         version: VERSION.into(),
@@ -59,7 +66,7 @@ pub async fn nodes(State(s): State<AppState>) -> Json<Vec<NodeInfo>> {
         running: s.sched.running_total(),
         clock_ok: crate::node::clock_synchronised(),
         draining: false,
-    }])
+    }]))
 }
 
 #[utoipa::path(get, path = "/api/v1/schedule/preview", tag = "jobs", params(PreviewQuery),

@@ -5,12 +5,14 @@
 //! missing file at the default path means "all defaults" so that a fresh
 //! install runs standalone; a missing file named with `--config` is an error.
 
+mod etcd;
 mod locate;
 mod mongo;
 mod web;
 
 pub use web::Transport;
 
+pub use etcd::EtcdSection;
 pub use mongo::MongoSection;
 
 use std::collections::BTreeMap;
@@ -44,9 +46,9 @@ pub struct Config {
     pub retention: RetentionSection,
     #[serde(default)]
     pub log: LogSection,
-    /// Cluster mode (reserved: accepted by name so the error can say what is missing).
+    /// Cluster mode: jobs, claims and nodes in etcd (runs in MongoDB).
     #[serde(default)]
-    pub etcd: Option<toml::Table>,
+    pub etcd: Option<EtcdSection>,
     /// Run records in MongoDB (through the local spool).
     #[serde(default)]
     pub mongodb: Option<MongoSection>,
@@ -332,12 +334,16 @@ impl Config {
             key: Some(key.to_string()),
             message,
         };
-        if self.etcd.is_some() {
-            return Err(err(
-                "etcd",
-                "cluster mode is not available in this build yet; remove [etcd] to run standalone"
-                    .into(),
-            ));
+        if let Some(e) = &self.etcd {
+            e.check().map_err(|(key, msg)| err(key, msg))?;
+            if self.mongodb.is_none() {
+                return Err(err(
+                    "etcd",
+                    "cluster mode keeps run records in MongoDB: add a [mongodb] section \
+                     (uri = \"mongodb://...\"), or remove [etcd] to run standalone"
+                        .into(),
+                ));
+            }
         }
         if let Some(m) = &self.mongodb {
             m.check().map_err(|(key, msg)| err(key, msg))?;
@@ -519,6 +525,41 @@ mod tests {
         assert_eq!(c.web.listen.to_string(), "127.0.0.1:7079");
         assert_eq!(c.security.default_run_as, "nobody");
         assert!(c.etcd.is_none());
+    }
+
+    #[test]
+    fn cluster_mode_needs_mongodb_and_names_etcd_keys() {
+        let e = parse("[node]\nid = \"a\"\n\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("etcd")), "{e}");
+        assert!(e.message.contains("[mongodb]"), "{e}");
+        let mongo = "[mongodb]\nuri = \"mongodb://127.0.0.1:1\"\n";
+        let ok = parse(&format!(
+            "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n{mongo}"
+        ))
+        .expect("valid cluster config");
+        assert_eq!(ok.etcd.expect("etcd").prefix, "/cronsun/");
+        let e = parse(&format!(
+            "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"1s\"\n{mongo}"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("etcd.lease_ttl")),
+            "{e}"
+        );
+        let e = parse("[etcd]\nendpoint = []\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("etcd.endpoint"), "{e}");
+    }
+
+    #[test]
+    fn sample_cluster_config_is_valid() {
+        let c = Config::parse(
+            Path::new("conf/cluster.toml"),
+            include_str!("../../../conf/cluster.toml"),
+        )
+        .expect("conf/cluster.toml is valid");
+        assert!(c.etcd.is_some() && c.mongodb.is_some());
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Node {
             exec_events: rx,
             adopted: Default::default(),
             metrics: Metrics::new(),
+            cluster: None,
         })
         .await
         .expect("scheduler");

@@ -6,6 +6,7 @@
 //! traits later. All methods are async and never block a runtime thread.
 
 pub mod auth;
+pub mod etcd;
 pub mod mongo;
 pub mod sqlite;
 pub mod stats;

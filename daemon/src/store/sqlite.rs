@@ -103,6 +103,32 @@ impl SqliteStore {
             .await
     }
 
+    /// Applies another store's job changes to the local job table in one
+    /// transaction, with a meta value (e.g. the revision they are as of):
+    /// revisions are kept as given, local watermarks of kept jobs stay.
+    /// Publishes no job events (the other store is the source of those).
+    pub async fn mirror_jobs(
+        &self,
+        puts: Vec<Job>,
+        deletes: Vec<String>,
+        meta: Option<(String, String)>,
+    ) -> Result<()> {
+        self.writer
+            .run(move |c| {
+                for job in &puts {
+                    jobs::mirror_put(c, job)?;
+                }
+                for id in &deletes {
+                    jobs::mirror_delete(c, id)?;
+                }
+                if let Some((k, v)) = &meta {
+                    jobs::meta_put(c, k, v)?;
+                }
+                Ok(((), vec![]))
+            })
+            .await
+    }
+
     /// Loads records in transactions of 10 000 (benchmarks, imports); same
     /// seq rule as [`RunStore::write`]. Returns how many were applied.
     pub async fn bulk_insert_for_bench(&self, records: Vec<RunRecord>) -> Result<u64> {

@@ -77,6 +77,20 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
                 "by_status",
             ),
         ),
+        (
+            "runs",
+            index(
+                doc! {"job_id": 1, "status": 1, "scheduled_at": -1, "_id": -1},
+                "by_job_status",
+            ),
+        ),
+        (
+            "runs",
+            index(
+                doc! {"node_id": 1, "status": 1, "scheduled_at": -1, "_id": -1},
+                "by_node_status",
+            ),
+        ),
         // DESIGN §4's operator-facing indexes.
         (
             "runs",

@@ -17,12 +17,13 @@ mod apply;
 mod connect;
 mod coord;
 mod docs;
+pub mod plan;
 pub mod query;
 mod ship;
 mod stats;
 
 pub use apply::{apply_batch, Applied, ShipError};
-pub use connect::client;
+pub use connect::{client, indexes};
 pub use coord::SpooledCoord;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,6 +124,11 @@ impl MongoRunStore {
                 tracing::error!("the MongoDB shipper task failed: {e}");
             }
         }
+    }
+
+    /// Writes waiting in the spool (tests, benchmarks).
+    pub async fn spool_depth(&self) -> Result<u64> {
+        Ok(self.spool.spool_stats().await?.rows)
     }
 
     /// The database (tests, benchmarks).
