@@ -222,6 +222,16 @@ fn every_job_write_has_exactly_one_audit_entry_and_failed_ones_none() {
     assert_eq!(deletes[0].before.as_ref().expect("before")["paused"], true);
     assert_eq!(d.audit("action=job.pause").len(), 1);
 
+    let journaled = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        d.logs()
+            .contains("action=job.delete target=audited")
+            .then_some(())
+    });
+    assert!(
+        journaled.is_some(),
+        "audit entries reach the journal\n{}",
+        d.logs()
+    );
     let all = d.audit("limit=1000");
     let text = serde_json::to_string(&all).expect("json");
     assert!(

@@ -31,44 +31,74 @@ impl Drop for Running {
     }
 }
 
+/// A daemon listening on all addresses (`0.0.0.0:port`), started and
+/// stopped by the test (the harness's `Daemon` waits for plain HTTP).
+struct Wide {
+    dir: tempfile::TempDir,
+    port: u16,
+    _running: Running,
+}
+
+impl Wide {
+    fn start(overrides: ConfigOverrides) -> Wide {
+        ensure_agent_user();
+        let dir = tempfile::Builder::new()
+            .prefix("cronsun-tls-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let port = free_port();
+        let config = overrides.set_str("web", "socket", "").render(
+            &unique_id("node"),
+            &dir.path().join("state"),
+            ([0, 0, 0, 0], port).into(),
+            &dir.path().join("unused.sock"),
+        );
+        let config_path = dir.path().join("cronsun.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("cronsund.log")).expect("log");
+        let child = Command::new(bins::cronsund())
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn cronsund");
+        Wide {
+            dir,
+            port,
+            _running: Running(child),
+        }
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cronsund.log")).unwrap_or_default()
+    }
+
+    /// The first log line containing every one of `words` (waits up to 15 s).
+    fn log_line(&self, words: &[&str]) -> String {
+        poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            self.logs()
+                .lines()
+                .find(|l| words.iter().all(|w| l.contains(w)))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no log line with {words:?}:\n{}", self.logs()))
+    }
+}
+
 #[test]
 fn non_loopback_listener_serves_tls_with_a_self_signed_certificate() {
-    ensure_agent_user();
-    let dir = tempfile::Builder::new()
-        .prefix("cronsun-tls-")
-        .tempdir()
-        .expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let port = free_port();
-    let state = dir.path().join("state");
-    let config = ConfigOverrides::new().set_str("web", "socket", "").render(
-        &unique_id("node"),
-        &state,
-        ([0, 0, 0, 0], port).into(),
-        &dir.path().join("unused.sock"),
-    );
-    let config_path = dir.path().join("cronsun.toml");
-    std::fs::write(&config_path, config).expect("write config");
-    let log_path = dir.path().join("cronsund.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let child = Command::new(cronsun_tests::bins::cronsund())
-        .arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn cronsund");
-    let _running = Running(child);
-    let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let d = Wide::start(ConfigOverrides::new());
+    let (port, state) = (d.port, d.state());
 
-    let logged = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
-        logs()
-            .lines()
-            .find(|l| l.contains("serving HTTPS") && l.contains("fingerprint"))
-            .map(str::to_string)
-    })
-    .unwrap_or_else(|| panic!("no HTTPS line with a fingerprint in the log:\n{}", logs()));
+    let logged = d.log_line(&["serving HTTPS", "fingerprint"]);
     let cert_pem = std::fs::read(state.join("tls/cert.pem")).expect("the self-signed certificate");
     let der = tls::pem_certs(&cert_pem).expect("pem");
     let fp = tls::fingerprint(&der[0]);
@@ -95,7 +125,7 @@ fn non_loopback_listener_serves_tls_with_a_self_signed_certificate() {
         )
         .ok()
     })
-    .unwrap_or_else(|| panic!("no HTTPS answer\n{}", logs()));
+    .unwrap_or_else(|| panic!("no HTTPS answer\n{}", d.logs()));
     assert_eq!(health.status, 200, "{health}");
 
     let password = std::fs::read_to_string(state.join("initial-admin-password")).expect("password");
@@ -160,5 +190,31 @@ fn non_loopback_listener_serves_tls_with_a_self_signed_certificate() {
     assert!(
         !matches!(plain, Ok(ref r) if r.status == 200),
         "plain HTTP answered: {plain:?}"
+    );
+}
+
+#[test]
+fn insecure_plaintext_serves_http_on_all_addresses_and_says_so() {
+    let d = Wide::start(ConfigOverrides::new().set("web", "insecure_plaintext", "true"));
+    let warning = d.log_line(&["insecure_plaintext"]);
+    assert!(warning.contains("WARN"), "{warning}");
+    let addr = ([127, 0, 0, 1], d.port).into();
+    let health = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        HttpClient::new(addr)
+            .request(
+                Method::GET,
+                "/healthz",
+                None,
+                &[],
+                None,
+                Duration::from_secs(3),
+            )
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    assert!(health.is_some(), "no plain HTTP answer\n{}", d.logs());
+    assert!(
+        !d.state().join("tls").exists(),
+        "no certificate is made for plain HTTP"
     );
 }

@@ -1,7 +1,7 @@
 //! `/api/v1/session`: log in (cookie), who am I, log out.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cronsun_proto::auth::{
@@ -85,7 +85,7 @@ pub async fn me(p: Principal) -> Json<Me> {
 
 #[utoipa::path(delete, path = "/api/v1/session", tag = "auth",
     responses((status = 204, description = "logged out; clears the cookie")))]
-pub async fn logout(State(s): State<AppState>, _p: Principal, _h: HeaderMap) -> Response {
+pub async fn logout(State(s): State<AppState>, _p: Principal) -> Response {
     with_cookie(
         StatusCode::NO_CONTENT.into_response(),
         &session::clear_cookie(s.auth.secure),

@@ -94,8 +94,8 @@ pub struct WebSection {
     /// How long a browser session lasts after login.
     #[serde(default = "web::default_session_ttl")]
     pub session_ttl: Dur,
-    /// Names the Host header may carry; empty = localhost names, the listen
-    /// address and this machine's hostname.
+    /// Names the Host header may carry besides localhost names, the listen
+    /// address and this machine's hostname (IP literals always pass).
     #[serde(default)]
     pub hosts: Vec<String>,
     /// PEM certificate chain and key for TLS; without them a non-loopback

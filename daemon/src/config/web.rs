@@ -74,21 +74,18 @@ impl WebSection {
         }
     }
 
-    /// Host names (without port) the Host header may carry.
+    /// Host names (without port) the Host header may carry: localhost, the
+    /// listen address, this machine's hostname and `[web] hosts`.
     pub fn allowed_hosts(&self, hostname: &str) -> Vec<String> {
-        let mut out: Vec<String> = if self.hosts.is_empty() {
-            let mut d: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            d.push(self.listen.ip().to_string());
-            if !hostname.is_empty() {
-                d.push(hostname.to_string());
-            }
-            d
-        } else {
-            self.hosts.clone()
-        };
+        let mut out: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        out.push(self.listen.ip().to_string());
+        if !hostname.is_empty() {
+            out.push(hostname.to_string());
+        }
+        out.extend(self.hosts.iter().cloned());
         for h in &mut out {
             *h = h.to_ascii_lowercase();
         }
@@ -124,6 +121,13 @@ mod tests {
         assert!(h.contains(&"10.0.0.5".to_string()), "{h:?}");
         assert!(h.contains(&"box1".to_string()), "{h:?}");
         assert!(h.contains(&"localhost".to_string()), "{h:?}");
+        let mut w = web("0.0.0.0:7079");
+        w.hosts = vec!["Cron.Example.com".into()];
+        let h = w.allowed_hosts("box1");
+        assert!(
+            h.contains(&"cron.example.com".to_string()) && h.contains(&"box1".to_string()),
+            "{h:?}"
+        );
     }
 
     #[test]

@@ -258,9 +258,13 @@ impl CoordStore for SqliteStore {
         audit: cronsun_proto::auth::AuditEntry,
         now: Timestamp,
     ) -> Result<Vec<Job>> {
-        self.writer
+        let logged = audit.clone();
+        let stored = self
+            .writer
             .run(move |c| auth::apply_ops(c, ops, audit, now))
-            .await
+            .await?;
+        auth::journal(&logged);
+        Ok(stored)
     }
 }
 

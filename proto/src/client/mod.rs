@@ -128,9 +128,6 @@ fn describe_connect_error(e: &std::io::Error) -> String {
         ErrorKind::PermissionDenied => {
             "permission denied — run as root or a member of group cronsun-admin, or use --server http://… with a token".into()
         }
-        ErrorKind::InvalidData => format!(
-            "{e} — for a self-signed certificate pass --ca-cert <state_dir>/tls/cert.pem (CRONSUN_CA_CERT) after checking its fingerprint against the daemon's log"
-        ),
         _ => format!("{e} — is the address right? (--server or CRONSUN_URL)"),
     }
 }

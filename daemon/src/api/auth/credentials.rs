@@ -191,7 +191,7 @@ impl Auth {
             .or_else(|| req.uri().host())
             .unwrap_or("");
         let name = strip_port(host).to_ascii_lowercase();
-        if self.hosts.contains(&name) {
+        if self.hosts.contains(&name) || is_ip_literal(&name) {
             return Ok(());
         }
         Err(Failure::new(
@@ -202,6 +202,17 @@ impl Auth {
             ),
         ))
     }
+}
+
+/// An address literal (`10.0.0.5`, `[fe80::1]`): DNS rebinding needs a
+/// name in the Host header, so literals (the machine reached by address,
+/// e.g. a `0.0.0.0` listener) are always accepted.
+pub(super) fn is_ip_literal(name: &str) -> bool {
+    let bare = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    bare.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// `name:port`, `[v6]:port` or a bare name → the name (`[v6]` keeps brackets).

@@ -128,6 +128,10 @@ pub async fn identify(
     next: Next,
 ) -> Result<Response, Failure> {
     let auth = &state.auth;
+    // Liveness says nothing secret: any Host, any peer, no credentials.
+    if req.uri().path() == "/healthz" {
+        return Ok(next.run(req).await);
+    }
     if let Some(ConnectInfo(p)) = req.extensions().get::<ConnectInfo<PeerCred>>() {
         if !peer_is_admin(p) {
             return Err(Failure::new(
@@ -155,9 +159,7 @@ pub async fn identify(
         req.extensions_mut().insert(principal);
         return Ok(next.run(req).await);
     }
-    if req.uri().path() != "/healthz" {
-        auth.check_host(&req)?;
-    }
+    auth.check_host(&req)?;
     let from = client_addr(req.extensions());
     let bearer = req
         .headers()
@@ -242,7 +244,7 @@ pub async fn authorize(req: Request, next: Next) -> Result<Response, Failure> {
 }
 #[cfg(test)]
 mod tests {
-    use super::credentials::strip_port;
+    use super::credentials::{is_ip_literal, strip_port};
     use super::*;
 
     #[test]
@@ -259,6 +261,8 @@ mod tests {
         assert_eq!(strip_port("[::1]:7079"), "[::1]");
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("::1"), "::1");
+        assert!(is_ip_literal("10.0.0.5") && is_ip_literal("[fe80::1]"));
+        assert!(!is_ip_literal("evil.example") && !is_ip_literal("10.0.0.5.nip.io"));
     }
 
     #[test]

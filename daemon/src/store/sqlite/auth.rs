@@ -57,6 +57,20 @@ fn decode<T: DeserializeOwned>(what: &str, body: &str) -> Result<T> {
         .map_err(|e| StoreError::Backend(format!("stored {what} is unreadable: {e}")))
 }
 
+/// Writes a committed entry to the journal (who, how, from where, what;
+/// before/after stay in the store).
+pub(super) fn journal(e: &AuditEntry) {
+    tracing::info!(
+        target: "cronsund::audit",
+        actor = %e.actor,
+        via = e.via.as_str(),
+        from = %e.from,
+        action = %e.action,
+        target = %e.target,
+        "audit"
+    );
+}
+
 /// Appends an audit entry in the caller's transaction; the store assigns its id.
 fn insert_audit(conn: &Connection, mut e: AuditEntry) -> Result<()> {
     let at = to_ns(e.at)?;
@@ -201,7 +215,9 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.writer
+        let logged = audit.clone();
+        let out = self
+            .writer
             .run(move |c| {
                 let out = f(c)?;
                 if let Some(a) = audit {
@@ -209,7 +225,11 @@ impl SqliteStore {
                 }
                 Ok((out, vec![]))
             })
-            .await
+            .await?;
+        if let Some(e) = &logged {
+            journal(e);
+        }
+        Ok(out)
     }
 }
 
