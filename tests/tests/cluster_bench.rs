@@ -131,7 +131,11 @@ fn cluster_benchmark() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let rounds: i64 = 6;
-    let mut c = Cluster::start(3);
+    // CRONSUN_BENCH_LEAD: `[etcd] lead` (default the daemon's).
+    let lead = std::env::var("CRONSUN_BENCH_LEAD")
+        .map(|l| format!("lead = \"{l}\""))
+        .unwrap_or_default();
+    let mut c = Cluster::start_with(3, &lead);
     let jobs: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
     for chunk in jobs.chunks(500) {
         let body = json!({ "jobs": chunk.iter().map(|id| json!({
@@ -141,7 +145,7 @@ fn cluster_benchmark() {
             .api_post("/api/v1/jobs/apply", &body)
             .expect_status(200);
     }
-    println!("cluster benchmark: 3 nodes, {n} `one` jobs every 10 s");
+    println!("cluster benchmark: 3 nodes, {n} `one` jobs every 10 s {lead}");
 
     // ---- steady state ------------------------------------------------------
     let start = next_round(5);
