@@ -169,6 +169,9 @@ pub struct Preview {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `unhealthy` (HTTP 503) with the reasons in `problems`.
     pub status: String,
     pub version: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }

@@ -37,18 +37,33 @@ pub fn binary() -> PathBuf {
     cache.join("bin/ferretdb")
 }
 
+/// How to start a [`Ferret`].
+#[derive(Clone, Debug, Default)]
+pub struct FerretOptions {
+    /// Listen on this port (default: a free one).
+    pub port: Option<u16>,
+    /// Require SCRAM authentication with this user (in `admin`) and password.
+    pub auth: Option<(String, String)>,
+}
+
 /// One FerretDB process; killed (by pid) when dropped.
 pub struct Ferret {
     dir: TempDir,
     port: u16,
     /// FerretDB's own HTTP handlers (default 8088 would clash between tests).
     debug_port: u16,
+    auth: Option<(String, String)>,
     child: Option<Child>,
 }
 
 impl Ferret {
     #[track_caller]
     pub fn start() -> Ferret {
+        Ferret::start_with(FerretOptions::default())
+    }
+
+    #[track_caller]
+    pub fn start_with(opts: FerretOptions) -> Ferret {
         let bin = binary();
         assert!(
             bin.exists(),
@@ -62,8 +77,9 @@ impl Ferret {
             .expect("create a temp dir for FerretDB");
         let mut f = Ferret {
             dir,
-            port: free_port(),
+            port: opts.port.unwrap_or_else(free_port),
             debug_port: free_port(),
+            auth: opts.auth,
             child: None,
         };
         f.spawn();
@@ -79,7 +95,14 @@ impl Ferret {
             .expect("open the FerretDB log");
         let data = self.dir.path().join("data");
         std::fs::create_dir_all(&data).expect("create the FerretDB data dir");
-        let child = Command::new(binary())
+        let mut cmd = Command::new(binary());
+        if let Some((user, password)) = &self.auth {
+            cmd.arg("--test-enable-new-auth")
+                .arg("--setup-database=admin")
+                .arg(format!("--setup-username={user}"))
+                .arg(format!("--setup-password={password}"));
+        }
+        let child = cmd
             .arg("--handler=sqlite")
             .arg(format!("--sqlite-url=file:{}/", data.display()))
             .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
@@ -104,8 +127,15 @@ impl Ferret {
         );
     }
 
+    /// The URI with credentials when it requires authentication.
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.port)
+        match &self.auth {
+            Some((u, p)) => format!(
+                "mongodb://{u}:{p}@127.0.0.1:{}/?authSource=admin",
+                self.port
+            ),
+            None => format!("mongodb://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -131,7 +161,7 @@ impl Ferret {
         self.spawn();
     }
 
-    /// The `runs` documents of `job` (all fields but output), read by pymongo.
+    /// The `runs` documents of `job` (all fields but the output's tail), read by pymongo.
     #[track_caller]
     pub fn runs_of(&self, db: &str, job: &str) -> Vec<StoredRun> {
         let out = Command::new("python3")
@@ -157,6 +187,17 @@ impl Ferret {
 impl Drop for Ferret {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            eprintln!(
+                "===== FerretDB 127.0.0.1:{} log (last 200 lines) =====",
+                self.port
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 
@@ -172,6 +213,9 @@ pub struct StoredRun {
     pub trigger: String,
     /// Milliseconds since the epoch.
     pub scheduled_ms: i64,
+    /// Set when the spool shed the output (SHA-256 hex).
+    pub output_digest: Option<String>,
+    pub output_head: String,
 }
 
 const PY_RUNS: &str = r#"
@@ -179,9 +223,10 @@ import datetime, json, sys, pymongo
 uri, db, job = sys.argv[1], sys.argv[2], sys.argv[3]
 c = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
 out = []
-for d in c[db].runs.find({"job_id": job}, {"output_head": 0, "output_tail": 0}):
+for d in c[db].runs.find({"job_id": job}, {"output_tail": 0}):
     out.append({"_id": d["_id"], "run_id": d["run_id"], "attempt": d["attempt"],
                 "status": d["status"], "seq": d["seq"], "trigger": d["trigger"],
+                "output_digest": d.get("output_digest"), "output_head": d.get("output_head", ""),
                 "scheduled_ms": round(d["scheduled_at"].replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)})
 print(json.dumps(out))
 "#;

@@ -7,6 +7,7 @@
 //! (an API answer, a process exit), never a bare sleep; every process a test
 //! starts is stopped by its pid, also when the test fails.
 
+pub mod auth;
 pub mod bins;
 pub mod cli;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod ferret;
 pub mod http;
 pub mod jobs;
 pub mod procs;
+pub mod tls;
 pub mod wait;
 
 pub use cli::{run_cli, CliOutput};

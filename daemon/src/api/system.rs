@@ -1,24 +1,36 @@
 //! Health, metrics, nodes, schedule preview and the global pause switch.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use cronsun_proto::api::{GlobalPause, Health, NodeInfo, PauseRequest, Preview, PreviewQuery};
 use cronsun_proto::schedule;
 
+use super::auth::Principal;
 use super::body::{OptionalJson, QueryArgs};
 use super::error::{ApiResult, Failure};
 use super::AppState;
+use crate::store::CoordOp;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
+/// 503 while the node cannot start runs (e.g. its state disk fails).
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    let problems: Vec<String> = s.runs.healthy().err().into_iter().collect();
+    let (code, status) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    let h = Health {
+        status: status.into(),
         version: VERSION.into(),
-    })
+        problems,
+    };
+    (code, Json(h))
 }
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -89,18 +101,20 @@ pub async fn pause_state(State(s): State<AppState>) -> ApiResult<Json<GlobalPaus
     responses((status = 200, body = GlobalPause)))]
 pub async fn pause_all(
     State(s): State<AppState>,
+    p: Principal,
     OptionalJson(body): OptionalJson<PauseRequest>,
 ) -> ApiResult<Json<GlobalPause>> {
-    set_pause(&s, true, body.and_then(|b| b.reason)).await
+    set_pause(&s, &p, true, body.and_then(|b| b.reason)).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/pause", tag = "system", responses((status = 200, body = GlobalPause)))]
-pub async fn resume_all(State(s): State<AppState>) -> ApiResult<Json<GlobalPause>> {
-    set_pause(&s, false, None).await
+pub async fn resume_all(State(s): State<AppState>, p: Principal) -> ApiResult<Json<GlobalPause>> {
+    set_pause(&s, &p, false, None).await
 }
 
 async fn set_pause(
     s: &AppState,
+    who: &Principal,
     paused: bool,
     reason: Option<String>,
 ) -> ApiResult<Json<GlobalPause>> {
@@ -109,7 +123,14 @@ async fn set_pause(
         reason,
         since: paused.then(|| s.clock.now()),
     };
-    s.coord.set_global_pause(p.clone()).await?;
+    let now = s.clock.now();
+    let action = if paused { "pause.set" } else { "pause.clear" };
+    let mut entry = who.audit(action, "pause", now);
+    entry.before = serde_json::to_value(s.coord.global_pause().await?).ok();
+    entry.after = serde_json::to_value(&p).ok();
+    s.coord
+        .apply_audited(vec![CoordOp::SetGlobalPause(p.clone())], entry, now)
+        .await?;
     s.sched.set_global_pause(paused).await?;
     Ok(Json(p))
 }

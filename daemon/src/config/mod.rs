@@ -8,6 +8,9 @@
 mod etcd;
 mod locate;
 mod mongo;
+mod web;
+
+pub use web::Transport;
 
 pub use etcd::EtcdSection;
 pub use mongo::MongoSection;
@@ -88,6 +91,22 @@ pub struct WebSection {
     /// Unix socket for local admin access; empty disables it.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// How long a browser session lasts after login.
+    #[serde(default = "web::default_session_ttl")]
+    pub session_ttl: Dur,
+    /// Names the Host header may carry; empty = localhost names, the listen
+    /// address and this machine's hostname.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// PEM certificate chain and key for TLS; without them a non-loopback
+    /// listener uses a self-signed certificate made at first start.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (logged at every start).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 impl Default for WebSection {
@@ -95,6 +114,11 @@ impl Default for WebSection {
         WebSection {
             listen: default_listen(),
             socket: default_socket(),
+            session_ttl: web::default_session_ttl(),
+            hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            insecure_plaintext: false,
         }
     }
 }
@@ -324,6 +348,7 @@ impl Config {
         if let Some(m) = &self.mongodb {
             m.check().map_err(|(key, msg)| err(key, msg))?;
         }
+        self.web.check().map_err(|(key, msg)| err(key, msg))?;
         if let Some(id) = &self.node.id {
             if !is_node_id(id) {
                 return Err(err(
@@ -383,9 +408,7 @@ impl Config {
                 ));
             }
         }
-        if self.log.level.trim().is_empty()
-            || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err()
-        {
+        if !is_log_filter(&self.log.level) {
             return Err(err(
                 "log.level",
                 format!(
@@ -418,6 +441,19 @@ impl Config {
             Some(&self.web.socket)
         }
     }
+}
+
+/// A level name, or `EnvFilter` directives where each bare word is a level
+/// (`"info,cronsund::exec=debug"`); a bare word that is not a level would be
+/// taken as a target name and silence everything else.
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    !s.trim().is_empty()
+        && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+        && s.split(',').all(|d| {
+            let d = d.trim();
+            d.contains('=') || LEVELS.contains(&d.to_ascii_lowercase().as_str())
+        })
 }
 
 /// Node ids and group names: `[A-Za-z0-9_.-]{1,64}`.
@@ -469,6 +505,12 @@ mod tests {
         );
         let e = parse("[log]\nlevel = \"\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("log.level"), "{e}");
+        // A bare word that is not a level would filter by target and silence the daemon.
+        let e = parse("[log]\nlevel = \"loud\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("log.level"), "{e}");
+        for ok in ["debug", "WARN", "info,cronsund::exec=trace", "off"] {
+            parse(&format!("[log]\nlevel = {ok:?}\n")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

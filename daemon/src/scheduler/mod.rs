@@ -71,6 +71,20 @@ pub enum Command {
         paused: bool,
         reply: oneshot::Sender<()>,
     },
+    /// New limits from a config reload (SIGHUP).
+    SetLimits {
+        limits: Limits,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The `[scheduler]` settings that a reload changes in place; `lead` and
+/// the state dir need a restart (timers already set use the old lead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub drain_timeout: Duration,
+    pub step_tolerance: Duration,
+    pub max_concurrent: u32,
 }
 
 /// Why a request from the API was refused.
@@ -127,6 +141,11 @@ impl SchedulerHandle {
     pub async fn set_global_pause(&self, paused: bool) -> Result<(), RequestError> {
         self.ask(|reply| Command::SetGlobalPause { paused, reply })
             .await
+    }
+
+    /// Applies reloaded limits; returns once the scheduler uses them.
+    pub async fn set_limits(&self, limits: Limits) -> Result<(), RequestError> {
+        self.ask(|reply| Command::SetLimits { limits, reply }).await
     }
 
     pub fn next_run(&self, job_id: &str) -> Option<Timestamp> {
@@ -1302,6 +1321,12 @@ impl Scheduler {
             }
             Command::SetGlobalPause { paused, reply } => {
                 self.set_global_pause(paused).await;
+                let _ = reply.send(());
+            }
+            Command::SetLimits { limits, reply } => {
+                self.cfg.drain_timeout = limits.drain_timeout;
+                self.cfg.step_tolerance = limits.step_tolerance;
+                self.cfg.max_concurrent = limits.max_concurrent;
                 let _ = reply.send(());
             }
         }

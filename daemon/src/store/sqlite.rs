@@ -10,12 +10,14 @@
 //!   ([`reader`]) and run beside the writer (WAL);
 //! - job events are published after commit, in commit order.
 
+mod auth;
 pub(crate) mod cursor;
 mod jobs;
 mod reader;
 mod runs;
 mod schema;
 pub mod spool;
+mod stats;
 mod writer;
 
 #[cfg(test)]
@@ -249,6 +251,17 @@ impl CoordStore for SqliteStore {
             .run(move |c| Ok((jobs::set_global_pause(c, &p)?, vec![])))
             .await
     }
+
+    async fn apply_audited(
+        &self,
+        ops: Vec<super::CoordOp>,
+        audit: cronsun_proto::auth::AuditEntry,
+        now: Timestamp,
+    ) -> Result<Vec<Job>> {
+        self.writer
+            .run(move |c| auth::apply_ops(c, ops, audit, now))
+            .await
+    }
 }
 
 #[async_trait]
@@ -280,6 +293,17 @@ impl RunStore for SqliteStore {
 
     /// Age counts from `scheduled_at`; `running` records are never deleted.
     /// Each batch is its own transaction, so other writes interleave.
+    async fn daily_stats(
+        &self,
+        job: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<crate::store::stats::DailyStats> {
+        let (job, from, to) = (job.map(str::to_owned), from.to_owned(), to.to_owned());
+        self.read(move |c| stats::read(c, job.as_deref(), &from, &to))
+            .await
+    }
+
     async fn retain(&self, policy: Retention, now: Timestamp) -> Result<u64> {
         let mut deleted = 0;
         if let Some(age) = policy.max_age {

@@ -48,7 +48,7 @@ use self::keys::{instant_key, Keys, Watermark};
 use super::mongo::SpooledCoord;
 use super::sqlite::SqliteStore;
 use super::{
-    ClaimOutcome, ClaimRequest, CoordStore, Expect, JobEvent, Result, Retention, RunStore,
+    ClaimOutcome, ClaimRequest, CoordOp, CoordStore, Expect, JobEvent, Result, Retention, RunStore,
     StoreError,
 };
 use crate::config::EtcdSection;
@@ -1110,6 +1110,31 @@ impl CoordStore for EtcdCoord {
             .await?;
         Ok(())
     }
+
+    /// Applies the ops on etcd in order, then appends the audit entry to this
+    /// node's audit log. Known limit (cluster mode): the two are not one
+    /// transaction yet, and the audit log is the serving node's (the web
+    /// leader's); an etcd `audit/` prefix written in the ops' transaction is
+    /// the plan.
+    async fn apply_audited(
+        &self,
+        ops: Vec<CoordOp>,
+        mut audit: cronsun_proto::auth::AuditEntry,
+        now: Timestamp,
+    ) -> Result<Vec<Job>> {
+        let mut stored = Vec::new();
+        for op in ops {
+            match op {
+                CoordOp::PutJob(job, expect) => stored.push(self.put_job(*job, expect, now).await?),
+                CoordOp::DeleteJob(id, expect) => self.delete_job(&id, expect).await?,
+                CoordOp::SetWatermark(id, t) => self.set_watermark(&id, t).await?,
+                CoordOp::SetGlobalPause(p) => self.set_global_pause(p).await?,
+            }
+        }
+        crate::store::auth::fill_after(&mut audit, &stored);
+        self.local.apply_audited(Vec::new(), audit, now).await?;
+        Ok(stored)
+    }
 }
 
 impl ClusterView for EtcdCoord {
@@ -1156,6 +1181,17 @@ impl RunStore for ClusterRuns {
     }
     async fn retain(&self, policy: Retention, now: Timestamp) -> Result<u64> {
         self.inner.retain(policy, now).await
+    }
+    async fn daily_stats(
+        &self,
+        job: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<crate::store::stats::DailyStats> {
+        self.inner.daily_stats(job, from, to).await
+    }
+    fn healthy(&self) -> std::result::Result<(), String> {
+        self.inner.healthy()
     }
 }
 

@@ -51,39 +51,79 @@ fn index(keys: Document, name: &str) -> IndexModel {
     IndexModel::builder().keys(keys).options(opts).build()
 }
 
-/// Creates the collections' indexes (idempotent: an index that exists with
-/// the same definition is left alone) and the `audit` collection.
-pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
-    let runs = db.collection::<Document>("runs");
-    // One index per command: FerretDB 1.24.2 panics (and drops the
-    // connection) on a createIndexes of two or more indexes that all exist
-    // already, i.e. at every start after the first and on every node but
-    // the first of a cluster.
-    let all = [
+/// Every index of DESIGN §4 and of the API's query shapes, by collection.
+pub fn indexes() -> Vec<(&'static str, IndexModel)> {
+    vec![
         // Search shapes: equalities + order by (scheduled_at, _id) desc.
-        index(doc! {"scheduled_at": -1, "_id": -1}, "by_time"),
-        index(doc! {"job_id": 1, "scheduled_at": -1, "_id": -1}, "by_job"),
-        index(
-            doc! {"node_id": 1, "scheduled_at": -1, "_id": -1},
-            "by_node",
+        (
+            "runs",
+            index(doc! {"scheduled_at": -1, "_id": -1}, "by_time"),
         ),
-        index(
-            doc! {"status": 1, "scheduled_at": -1, "_id": -1},
-            "by_status",
+        (
+            "runs",
+            index(doc! {"job_id": 1, "scheduled_at": -1, "_id": -1}, "by_job"),
+        ),
+        (
+            "runs",
+            index(
+                doc! {"node_id": 1, "scheduled_at": -1, "_id": -1},
+                "by_node",
+            ),
+        ),
+        (
+            "runs",
+            index(
+                doc! {"status": 1, "scheduled_at": -1, "_id": -1},
+                "by_status",
+            ),
+        ),
+        (
+            "runs",
+            index(
+                doc! {"job_id": 1, "status": 1, "scheduled_at": -1, "_id": -1},
+                "by_job_status",
+            ),
+        ),
+        (
+            "runs",
+            index(
+                doc! {"node_id": 1, "status": 1, "scheduled_at": -1, "_id": -1},
+                "by_node_status",
+            ),
         ),
         // DESIGN §4's operator-facing indexes.
-        index(doc! {"node_id": 1, "started_at": 1}, "by_node_started"),
-        index(doc! {"status": 1, "started_at": 1}, "by_status_started"),
-        index(doc! {"expire_at": 1}, "by_expiry"),
+        (
+            "runs",
+            index(doc! {"node_id": 1, "started_at": 1}, "by_node_started"),
+        ),
+        (
+            "runs",
+            index(doc! {"status": 1, "started_at": 1}, "by_status_started"),
+        ),
+        ("runs", index(doc! {"expire_at": 1}, "by_expiry")),
         // Detail by bare run id (latest attempt).
-        index(doc! {"run_id": 1, "attempt": -1}, "by_run"),
-    ];
-    for model in all {
-        runs.create_index(model).await?;
+        ("runs", index(doc! {"run_id": 1, "attempt": -1}, "by_run")),
+        (
+            "stats_daily",
+            index(doc! {"job_id": 1, "day": 1}, "by_job_day"),
+        ),
+        ("stats_daily", index(doc! {"day": 1, "job_id": 1}, "by_day")),
+    ]
+}
+
+/// Creates the collections' indexes (idempotent: an index that exists with
+/// the same definition is left alone) and the `latest` and `audit`
+/// collections.
+///
+/// One `createIndexes` command per index: FerretDB 1.24.2 panics (and
+/// drops the connection) on a `createIndexes` naming two or more indexes
+/// that already exist (`validateIndexesForCreation` deletes from the
+/// filtered list by the unfiltered index: "slice bounds out of range"), so
+/// a batch command would fail on every start after the first.
+pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
+    for (coll, model) in indexes() {
+        db.collection::<Document>(coll).create_index(model).await?;
     }
-    db.collection::<Document>("stats_daily")
-        .create_index(index(doc! {"job_id": 1, "day": 1}, "by_job_day"))
-        .await?;
     // Created explicitly (not by a first write) so operators see them; no
     // listCollections first: FerretDB 1.24 can fail on it (see ARCHITECTURE).
     for c in ["latest", "audit"] {
@@ -98,7 +138,26 @@ pub(super) async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::
     Ok(())
 }
 
-/// `ping`, to tell "unreachable" and "refused" apart at start.
-pub(super) async fn ping(db: &Database) -> Result<(), mongodb::error::Error> {
-    db.run_command(doc! {"ping": 1}).await.map(drop)
+/// `ping`, to tell "unreachable" and "refused" apart at start; the error
+/// says which, for the log line that names the server.
+pub(super) async fn ping(db: &Database) -> Result<(), String> {
+    db.run_command(doc! {"ping": 1})
+        .await
+        .map(drop)
+        .map_err(|e| describe(&e))
+}
+
+fn describe(e: &mongodb::error::Error) -> String {
+    use mongodb::error::ErrorKind;
+    match &*e.kind {
+        ErrorKind::Authentication { message, .. } => format!(
+            "the server refused the credentials (check the user and password in mongodb.uri \
+             and mongodb.auth_source): {message}{}",
+            std::error::Error::source(e)
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
+        ErrorKind::ServerSelection { .. } => format!("unreachable: {e}"),
+        _ => e.to_string(),
+    }
 }

@@ -17,12 +17,13 @@ mod apply;
 mod connect;
 mod coord;
 mod docs;
-mod query;
+pub mod plan;
+pub mod query;
 mod ship;
-pub mod stats;
+mod stats;
 
 pub use apply::{apply_batch, Applied, ShipError};
-pub use connect::client;
+pub use connect::{client, indexes};
 pub use coord::SpooledCoord;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,7 @@ use crate::config::MongoSection;
 use crate::metrics::Metrics;
 use crate::store::sqlite::spool::SpoolBound;
 use crate::store::sqlite::SqliteStore;
+use crate::store::stats::DailyStats;
 use crate::store::{Result, Retention, RunStore};
 
 /// Run records in MongoDB; writes through the spool in `spool`.
@@ -111,11 +113,6 @@ impl MongoRunStore {
         )
     }
 
-    /// Whether the spool (state disk) accepts writes.
-    pub fn healthy(&self) -> bool {
-        self.spool_ok.load(Ordering::Relaxed)
-    }
-
     /// Waits for the shipper to stop (after the stop signal).
     pub async fn stopped(&self) {
         let handle = match self.shipper.lock() {
@@ -129,14 +126,9 @@ impl MongoRunStore {
         }
     }
 
-    /// Daily statistics of one job (or all), days `from..=to` (`YYYY-MM-DD`).
-    pub async fn daily_stats(
-        &self,
-        job: Option<&str>,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<stats::DailyStats>> {
-        query::daily_stats(&self.db, job, from, to).await
+    /// Writes waiting in the spool (tests, benchmarks).
+    pub async fn spool_depth(&self) -> Result<u64> {
+        Ok(self.spool.spool_stats().await?.rows)
     }
 
     /// The database (tests, benchmarks).
@@ -214,5 +206,17 @@ impl RunStore for MongoRunStore {
 
     async fn retain(&self, policy: Retention, now: Timestamp) -> Result<u64> {
         query::retain(&self.db, policy, now).await
+    }
+
+    async fn daily_stats(&self, job: Option<&str>, from: &str, to: &str) -> Result<DailyStats> {
+        query::daily_stats(&self.db, job, from, to).await
+    }
+
+    fn healthy(&self) -> std::result::Result<(), String> {
+        if self.spool_ok.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the spool in the state dir cannot take writes: no run starts".into())
+        }
     }
 }

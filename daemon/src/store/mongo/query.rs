@@ -16,8 +16,9 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::Database;
 
 use super::docs::{self, date};
-use super::stats::{self, DailyStats};
+use super::stats;
 use crate::store::sqlite::cursor::Cursor;
+use crate::store::stats::DailyStats;
 use crate::store::{Result, Retention, StoreError};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -227,25 +228,43 @@ pub(super) async fn retain(db: &Database, policy: Retention, now: Timestamp) -> 
     Ok(deleted)
 }
 
-/// Daily statistics for `from..=to` (`YYYY-MM-DD`), per job.
+/// Daily statistics for `from..=to` (`YYYY-MM-DD`), of one job or summed
+/// over all jobs: an index range scan of `stats_daily` (`by_job_day` or
+/// `by_day`), one document per job and day.
 pub(super) async fn daily_stats(
     db: &Database,
     job: Option<&str>,
     from: &str,
     to: &str,
-) -> Result<Vec<DailyStats>> {
-    let mut f = doc! {"day": {"$gte": from, "$lte": to}};
-    if let Some(j) = job {
-        f.insert("job_id", j);
-    }
-    let docs: Vec<Document> = db
+) -> Result<DailyStats> {
+    let (filter, sort) = stats_filter(job, from, to);
+    let mut cursor = db
         .collection::<Document>("stats_daily")
-        .find(f)
-        .sort(doc! {"job_id": 1, "day": 1})
-        .await
-        .map_err(backend("read statistics"))?
-        .try_collect()
+        .find(filter)
+        .sort(sort)
         .await
         .map_err(backend("read statistics"))?;
-    Ok(docs.iter().map(stats::from_doc).collect())
+    let mut out = DailyStats::new();
+    while let Some(d) = cursor
+        .try_next()
+        .await
+        .map_err(backend("read statistics"))?
+    {
+        stats::add_doc(&mut out, &d);
+    }
+    Ok(out)
+}
+
+/// The filter and sort of a statistics read (also used by the explain test).
+pub fn stats_filter(job: Option<&str>, from: &str, to: &str) -> (Document, Document) {
+    match job {
+        Some(j) => (
+            doc! {"job_id": j, "day": {"$gte": from, "$lte": to}},
+            doc! {"job_id": 1, "day": 1},
+        ),
+        None => (
+            doc! {"day": {"$gte": from, "$lte": to}},
+            doc! {"day": 1, "job_id": 1},
+        ),
+    }
 }

@@ -19,6 +19,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Longest a batch (or the start-up ping and index creation) may take
 /// before it counts as failed and is retried: a hung server is "down".
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often index creation is retried while it fails.
+const INDEX_RETRY: Duration = Duration::from_secs(60);
 /// Spool metrics are refreshed at least this often when idle.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -28,26 +30,25 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_MIN;
     let mut down: Option<String> = None;
     let mut last_drops = (0u64, 0u64);
+    let mut indexes = Indexes::default();
     loop {
         if *stop.borrow() {
             return;
         }
         if !ready {
-            let r = tokio::time::timeout(CALL_TIMEOUT, async {
-                connect::ping(&p.db).await?;
-                connect::ensure_indexes(&p.db).await
-            })
-            .await
-            .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            let r = tokio::time::timeout(CALL_TIMEOUT, connect::ping(&p.db))
+                .await
+                .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))
+                .and_then(|r| r);
             match r {
                 Ok(()) => {
                     ready = true;
                     p.metrics.run_store_up.set(1);
-                    info!(target_store = %p.target, "MongoDB run store ready (indexes in place)");
                     down = None;
+                    indexes.due = Some(Instant::now());
                 }
                 Err(e) => {
+                    p.metrics.ship_errors.inc();
                     refresh_spool_metrics(&p, &mut last_drops).await;
                     report_down(&p, &mut down, e);
                     if wait(&mut stop, &p, backoff).await {
@@ -58,6 +59,7 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
+        indexes.ensure(&p).await;
         let entries = match p.spool.spool_peek(p.batch).await {
             Ok(e) => e,
             Err(e) => {
@@ -109,6 +111,45 @@ pub(super) async fn run(p: ShipParts, mut stop: watch::Receiver<bool>) {
                     return;
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Index creation: done once the server first answers, retried every
+/// [`INDEX_RETRY`] while it fails. Shipping does not wait for it (records
+/// are correct without the secondary indexes, only slower to search).
+#[derive(Default)]
+struct Indexes {
+    due: Option<Instant>,
+    failed: Option<String>,
+}
+
+impl Indexes {
+    async fn ensure(&mut self, p: &ShipParts) {
+        if self.due.is_none_or(|d| Instant::now() < d) {
+            return;
+        }
+        let r = tokio::time::timeout(CALL_TIMEOUT, connect::ensure_indexes(&p.db))
+            .await
+            .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match r {
+            Ok(()) => {
+                self.due = None;
+                self.failed = None;
+                info!(target_store = %p.target, "MongoDB run store ready (indexes in place)");
+            }
+            Err(e) => {
+                if self.failed.as_deref() != Some(e.as_str()) {
+                    warn!(
+                        target_store = %p.target,
+                        "cannot create the run store's indexes: {e}; records are shipped \
+                         anyway (searches may be slow); retrying every {INDEX_RETRY:?}"
+                    );
+                }
+                self.failed = Some(e);
+                self.due = Some(Instant::now() + INDEX_RETRY);
             }
         }
     }

@@ -48,6 +48,10 @@ pub(super) fn write(conn: &Connection, mut record: RunRecord) -> Result<bool> {
     let body = serde_json::to_string(&record)
         .map_err(|e| StoreError::Backend(format!("encode run record {id:?}: {e}")))?;
     let scheduled_ms = record.scheduled_at.as_millisecond();
+    let prev: Option<String> = conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+        .map_err(backend("read run record status"))?;
     let applied = conn
         .prepare_cached(UPSERT)
         .and_then(|mut s| {
@@ -69,6 +73,8 @@ pub(super) fn write(conn: &Connection, mut record: RunRecord) -> Result<bool> {
         .map_err(backend("write run record"))?
         > 0;
     if applied {
+        let prev = prev.as_deref().and_then(crate::store::stats::parse_status);
+        super::stats::count(conn, &record, prev)?;
         let last = LastRun {
             run_id: record.run_id.clone(),
             attempt: record.attempt,

@@ -83,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the spool of run-record writes bound for MongoDB (see spool.rs).
     super::spool::MIGRATION,
+    // 3: accounts, API tokens, the audit log, shared secrets (see auth.rs).
+    super::auth::MIGRATION,
+    // 4: daily run statistics per job (see stats.rs).
+    super::stats::MIGRATION,
 ];
 
 /// The schema version this build writes.

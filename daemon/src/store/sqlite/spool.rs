@@ -151,6 +151,11 @@ fn count_drop(conn: &Connection, reason: &str, n: i64) -> Result<()> {
 /// Appends `rec` if its seq is newer than any seen for its record; sheds if
 /// the spool is past `bound`. Returns whether it was accepted.
 pub(super) fn push(conn: &Connection, rec: RunRecord, bound: SpoolBound) -> Result<bool> {
+    if crate::faults::fails("spool_write") {
+        return Err(StoreError::Backend(
+            "spool: append: disk I/O error (fault point spool_write)".into(),
+        ));
+    }
     let id = rec.record_id();
     let stored: Option<i64> = conn
         .prepare_cached("SELECT seq FROM spool_seq WHERE record_id = ?1")
