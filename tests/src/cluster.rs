@@ -101,7 +101,12 @@ impl Cluster {
 
     /// The config every node gets, plus `extra` (environment, e.g. faults).
     pub fn config(&self) -> ConfigOverrides {
-        node_config(&self.etcd, &self.ferret.uri(), &self.prefix, &self.etcd_extra)
+        node_config(
+            &self.etcd,
+            &self.ferret.uri(),
+            &self.prefix,
+            &self.etcd_extra,
+        )
     }
 
     /// Starts one more node with the cluster config changed by `adjust`
