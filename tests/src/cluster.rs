@@ -23,9 +23,9 @@ pub const LEASE_TTL_S: u64 = 3;
 pub const CLAIM_DELAY_MS: u64 = 300;
 
 /// The config of one cluster node.
-pub fn node_config(etcd: &Etcd, mongo_uri: &str, prefix: &str) -> ConfigOverrides {
+pub fn node_config(etcd: &Etcd, mongo_uri: &str, prefix: &str, extra: &str) -> ConfigOverrides {
     ConfigOverrides::new().extra_toml(&format!(
-        "[etcd]\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\nlease_ttl = \"{LEASE_TTL_S}s\"\n\
+        "[etcd]\n{extra}\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\nlease_ttl = \"{LEASE_TTL_S}s\"\n\
          claim_delay = \"{CLAIM_DELAY_MS}ms\"\nrequest_timeout = \"2s\"\ndial_timeout = \"2s\"\n\
          require_clock_sync = false\n\n\
          [mongodb]\nuri = \"{mongo_uri}\"\ndatabase = \"cronsun\"\nconnect_timeout = \"2s\"\n\
@@ -40,11 +40,18 @@ pub struct Cluster {
     pub ferret: Ferret,
     pub etcd: Etcd,
     pub prefix: String,
+    etcd_extra: String,
 }
 
 impl Cluster {
     #[track_caller]
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, "")
+    }
+
+    /// [`Cluster::start`] with extra `[etcd]` keys (TOML lines).
+    #[track_caller]
+    pub fn start_with(n: usize, etcd_extra: &str) -> Cluster {
         let etcd = Etcd::start();
         let ferret = Ferret::start();
         let prefix = "/cronsun-test/".to_string();
@@ -53,6 +60,7 @@ impl Cluster {
             ferret,
             etcd,
             prefix,
+            etcd_extra: etcd_extra.to_string(),
         };
         for _ in 0..n {
             c.add_node(|cfg| cfg);
@@ -93,7 +101,12 @@ impl Cluster {
 
     /// The config every node gets, plus `extra` (environment, e.g. faults).
     pub fn config(&self) -> ConfigOverrides {
-        node_config(&self.etcd, &self.ferret.uri(), &self.prefix)
+        node_config(
+            &self.etcd,
+            &self.ferret.uri(),
+            &self.prefix,
+            &self.etcd_extra,
+        )
     }
 
     /// Starts one more node with the cluster config changed by `adjust`
