@@ -23,7 +23,9 @@ for _ in $(seq 1 100); do
 done
 cat <<MSG
 
-cronsund is running (pid $pid): API on http://127.0.0.1:7079, state in $PWD/.state
+cronsund is running (pid $pid): state in $PWD/.state
+Web UI: http://127.0.0.1:7079/ui/ — user admin, password in
+  $PWD/.state/initial-admin-password
 Use the CLI with the generated admin token:
 
   export CRONSUN_URL=http://127.0.0.1:7079

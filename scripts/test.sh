@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/services/ferretdb.sh install
+./scripts/services/chromium.sh install
+./scripts/services/schemathesis.sh install
+./scripts/services/etcd.sh install
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -53,6 +53,19 @@ pub enum JobCmd {
     },
 }
 
+/// One line per job of an apply: `created`, `updated` or `unchanged`.
+pub fn applied_lines(result: &cronsun_proto::api::ApplyResult) -> String {
+    [
+        ("created", &result.created),
+        ("updated", &result.updated),
+        ("unchanged", &result.unchanged),
+    ]
+    .iter()
+    .flat_map(|(what, ids)| ids.iter().map(move |id| format!("{what:<9}  {id}")))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
 /// How long `job run --wait` waits for a requested run to appear.
 const RUN_START_WAIT: Duration = Duration::from_secs(15);
 
@@ -96,15 +109,7 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> Result<u8> {
             if ctx.json() {
                 output::json(&result)?;
             } else {
-                let lines: Vec<String> = [
-                    ("created", &result.created),
-                    ("updated", &result.updated),
-                    ("unchanged", &result.unchanged),
-                ]
-                .iter()
-                .flat_map(|(what, ids)| ids.iter().map(move |id| format!("{what:<9}  {id}")))
-                .collect();
-                output::emit(&lines.join("\n"))?;
+                output::emit(&applied_lines(&result))?;
             }
         }
         JobCmd::Export => {

@@ -4,14 +4,18 @@
 //! exits with the run's exit code.
 
 mod cron;
+mod import;
 mod job;
 mod jobfile;
+mod login;
 mod manpages;
 mod node;
 mod output;
 mod pause;
 mod run;
 mod server;
+mod token;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +75,16 @@ struct Connection {
         value_name = "FILE"
     )]
     token_file: Option<PathBuf>,
+    /// PEM certificates to trust for https:// besides the system's, e.g. a
+    /// cronsund's self-signed <state_dir>/tls/cert.pem.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CRONSUN_CA_FILE",
+        value_name = "FILE"
+    )]
+    ca_file: Option<PathBuf>,
     /// The daemon's config, read to find its socket [default: /etc/cronsun/cronsun.toml].
     #[arg(
         long,
@@ -97,9 +111,22 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Lift the global pause (`--all`).
     Resume(pause::ResumeArgs),
+    /// Log in with a password; saves a token for later commands.
+    Login(login::LoginArgs),
+    /// Forget the token saved by `login`.
+    Logout,
+    /// Local accounts: list, add, remove, set passwords and roles.
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
     /// Offline schedule tools.
     #[command(subcommand)]
     Cron(cron::CronCmd),
+    /// Import jobs from another scheduler (Go cronsun).
+    #[command(subcommand)]
+    Import(import::ImportCmd),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions {
         #[arg(value_enum)]
@@ -119,11 +146,26 @@ pub struct Ctx {
 impl Ctx {
     /// A client for the resolved server and token.
     pub fn client(&self) -> Result<Client> {
+        let token =
+            server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?
+                .or_else(login::saved_token);
+        self.client_with(token)
+    }
+
+    /// A client sending no token (password logins).
+    pub fn client_without_token(&self) -> Result<Client> {
+        self.client_with(None)
+    }
+
+    fn client_with(&self, token: Option<String>) -> Result<Client> {
         let server =
             server::resolve_server(self.conn.server.as_deref(), self.conn.config.as_deref())?;
-        let token =
-            server::resolve_token(self.conn.token.as_deref(), self.conn.token_file.as_deref())?;
-        Ok(Client::new(&server, token)?)
+        let ca_file = self.conn.ca_file.clone().or(server.ca_file);
+        Ok(Client::with_ca_file(
+            &server.url,
+            token,
+            ca_file.as_deref(),
+        )?)
     }
 
     pub fn json(&self) -> bool {
@@ -142,7 +184,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Pause(args) => pause::pause(&ctx, args).await,
         Command::Resume(args) => pause::resume(&ctx, args).await,
+        Command::Login(args) => login::login(&ctx, args).await,
+        Command::Logout => login::logout(),
+        Command::User(cmd) => user::run(&ctx, cmd).await,
+        Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Cron(cmd) => cron::run(&ctx, cmd),
+        Command::Import(cmd) => import::run(&ctx, cmd).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "cronsun", &mut out);

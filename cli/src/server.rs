@@ -1,8 +1,10 @@
 //! Which server to talk to and with which token: `--server`/`CRONSUN_URL`,
-//! else the configured local socket, else `http://127.0.0.1:7079`.
+//! else the configured local socket, else the configured listener (over
+//! TLS when it is not on loopback, trusting the daemon's own certificate),
+//! else `http://127.0.0.1:7079`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
@@ -18,21 +20,48 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:7079";
 #[derive(Debug, Default, Deserialize)]
 struct ConfigFile {
     #[serde(default)]
+    node: NodeSection,
+    #[serde(default)]
     web: WebSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NodeSection {
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct WebSection {
     listen: Option<String>,
     socket: Option<String>,
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    insecure_plaintext: bool,
+    /// Filled from `[node] state_dir`: where a self-signed certificate lives.
+    #[serde(skip)]
+    state_dir: Option<PathBuf>,
+}
+
+/// The daemon's state dir when the config does not name one.
+const DEFAULT_STATE_DIR: &str = "/var/lib/cronsun";
+
+/// Where to connect, and what certificate to trust for it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Server {
+    pub url: String,
+    /// The daemon's own certificate, for a URL derived from its config.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The server URL: the flag (or env) when given, else derived from the
 /// daemon's config (an explicit `config` that cannot be read is an error;
 /// the default one is only a hint).
-pub fn resolve_server(flag: Option<&str>, config: Option<&Path>) -> Result<String> {
+pub fn resolve_server(flag: Option<&str>, config: Option<&Path>) -> Result<Server> {
     if let Some(s) = flag.map(str::trim).filter(|s| !s.is_empty()) {
-        return Ok(s.to_string());
+        return Ok(Server {
+            url: s.to_string(),
+            ca_file: None,
+        });
     }
     let web = match config {
         Some(path) => {
@@ -49,12 +78,22 @@ pub fn resolve_server(flag: Option<&str>, config: Option<&Path>) -> Result<Strin
 }
 
 fn parse_web(text: &str) -> Result<WebSection> {
-    Ok(toml::from_str::<ConfigFile>(text)?.web)
+    let cfg = toml::from_str::<ConfigFile>(text)?;
+    Ok(WebSection {
+        state_dir: cfg.node.state_dir,
+        ..cfg.web
+    })
+}
+
+fn plain(url: String) -> Server {
+    Server { url, ca_file: None }
 }
 
 /// The local socket if it exists (`socket = ""` disables it), else the
-/// configured loopback listener, else [`DEFAULT_URL`].
-fn choose_server(web: &WebSection, exists: impl Fn(&Path) -> bool) -> String {
+/// configured listener (loopback: HTTP; otherwise HTTPS unless
+/// `insecure_plaintext`, trusting the configured or self-signed
+/// certificate), else [`DEFAULT_URL`].
+fn choose_server(web: &WebSection, exists: impl Fn(&Path) -> bool) -> Server {
     let socket = match web.socket.as_deref() {
         Some("") => None,
         Some(s) => Some(s),
@@ -62,26 +101,39 @@ fn choose_server(web: &WebSection, exists: impl Fn(&Path) -> bool) -> String {
     };
     if let Some(s) = socket {
         if exists(Path::new(s)) {
-            return format!("unix:{s}");
+            return plain(format!("unix:{s}"));
         }
     }
-    // A non-loopback listener speaks TLS, which this client cannot; only a
-    // loopback listener (or the wildcard address, reached via loopback) helps.
-    if let Some(addr) = web
+    let Some(addr) = web
         .listen
         .as_deref()
         .and_then(|l| l.parse::<SocketAddr>().ok())
-    {
-        let ip = addr.ip();
-        if ip.is_loopback() {
-            return format!("http://{addr}");
-        }
-        if ip.is_unspecified() {
-            let loopback = if ip.is_ipv4() { "127.0.0.1" } else { "[::1]" };
-            return format!("http://{loopback}:{}", addr.port());
-        }
+    else {
+        return plain(DEFAULT_URL.to_string());
+    };
+    let ip = addr.ip();
+    if ip.is_loopback() {
+        return plain(format!("http://{addr}"));
     }
-    DEFAULT_URL.to_string()
+    // The wildcard address is reached via loopback (the certificate names it).
+    let host = match ip {
+        _ if !ip.is_unspecified() => addr.to_string(),
+        std::net::IpAddr::V4(_) => format!("127.0.0.1:{}", addr.port()),
+        std::net::IpAddr::V6(_) => format!("[::1]:{}", addr.port()),
+    };
+    if web.insecure_plaintext {
+        return plain(format!("http://{host}"));
+    }
+    let cert = web.tls_cert.clone().unwrap_or_else(|| {
+        web.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+            .join("tls/cert.pem")
+    });
+    Server {
+        url: format!("https://{host}"),
+        ca_file: exists(&cert).then_some(cert),
+    }
 }
 
 /// The Bearer token: `--token`/`CRONSUN_TOKEN`, else the trimmed content of
@@ -114,7 +166,8 @@ mod tests {
     fn flag_wins() {
         let s =
             resolve_server(Some(" http://h:1 "), Some(Path::new("/nonexistent"))).expect("flag");
-        assert_eq!(s, "http://h:1");
+        assert_eq!(s.url, "http://h:1");
+        assert_eq!(s.ca_file, None);
     }
 
     #[test]
@@ -122,25 +175,40 @@ mod tests {
         let cfg = web(
             "[node]\nid = \"x\"\n[web]\nsocket = \"/tmp/x.sock\"\nlisten = \"127.0.0.1:8000\"\n",
         );
-        assert_eq!(choose_server(&cfg, |_| true), "unix:/tmp/x.sock");
-        assert_eq!(choose_server(&cfg, |_| false), "http://127.0.0.1:8000");
+        let url = |cfg: &WebSection, exists: &dyn Fn(&Path) -> bool| choose_server(cfg, exists).url;
+        assert_eq!(url(&cfg, &|_| true), "unix:/tmp/x.sock");
+        assert_eq!(url(&cfg, &|_| false), "http://127.0.0.1:8000");
         assert_eq!(
-            choose_server(&web(""), |p| p == Path::new(DEFAULT_SOCKET)),
+            url(&web(""), &|p| p == Path::new(DEFAULT_SOCKET)),
             format!("unix:{DEFAULT_SOCKET}")
         );
-        assert_eq!(choose_server(&web(""), |_| false), DEFAULT_URL);
+        assert_eq!(url(&web(""), &|_| false), DEFAULT_URL);
+        assert_eq!(url(&web("[web]\nsocket = \"\"\n"), &|_| true), DEFAULT_URL);
+    }
+
+    #[test]
+    fn non_loopback_listeners_are_reached_over_tls_trusting_the_daemons_certificate() {
+        let cfg = web("[node]\nstate_dir = \"/srv/cs\"\n[web]\nlisten = \"0.0.0.0:9000\"\n");
+        let own = Path::new("/srv/cs/tls/cert.pem");
         assert_eq!(
-            choose_server(&web("[web]\nsocket = \"\"\n"), |_| true),
-            DEFAULT_URL
+            choose_server(&cfg, |p| p == own),
+            Server {
+                url: "https://127.0.0.1:9000".into(),
+                ca_file: Some(own.to_path_buf())
+            }
         );
+        // Not readable here: the system's roots only.
+        assert_eq!(choose_server(&cfg, |_| false).ca_file, None);
+        let cfg = web("[web]\nlisten = \"10.0.0.1:7079\"\ntls_cert = \"/etc/c.pem\"\n");
         assert_eq!(
-            choose_server(&web("[web]\nlisten = \"0.0.0.0:9000\"\n"), |_| false),
-            "http://127.0.0.1:9000"
+            choose_server(&cfg, |p| p == Path::new("/etc/c.pem")),
+            Server {
+                url: "https://10.0.0.1:7079".into(),
+                ca_file: Some("/etc/c.pem".into())
+            }
         );
-        assert_eq!(
-            choose_server(&web("[web]\nlisten = \"10.0.0.1:7079\"\n"), |_| false),
-            DEFAULT_URL
-        );
+        let cfg = web("[web]\nlisten = \"[::]:7079\"\ninsecure_plaintext = true\n");
+        assert_eq!(choose_server(&cfg, |_| false).url, "http://[::1]:7079");
     }
 
     #[test]
@@ -157,12 +225,12 @@ mod tests {
         )
         .expect("write");
         assert_eq!(
-            resolve_server(None, Some(&path)).expect("resolves"),
+            resolve_server(None, Some(&path)).expect("resolves").url,
             DEFAULT_URL
         );
         std::fs::write(&sock, "").expect("touch");
         assert_eq!(
-            resolve_server(None, Some(&path)).expect("resolves"),
+            resolve_server(None, Some(&path)).expect("resolves").url,
             format!("unix:{}", sock.display())
         );
     }

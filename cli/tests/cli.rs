@@ -371,7 +371,7 @@ fn unauthorized_says_how_to_authenticate() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.starts_with(
-            "error: missing or invalid token (HTTP 401): set CRONSUN_TOKEN or --token-file"
+            "error: missing or invalid token (HTTP 401): run `cronsun login`, or set CRONSUN_TOKEN or --token-file"
         ),
         "{stderr}"
     );

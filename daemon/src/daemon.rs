@@ -12,14 +12,16 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState, PeerCred, TokenCheck};
+use crate::api::{self, AppState, Auth, PeerCred, TokenCheck};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
 use crate::privsep::{self, notify};
-use crate::scheduler::{NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::reload;
+use crate::scheduler::{ClusterView, NodeIdentity, Parts, Scheduler, SchedulerConfig};
+use crate::store::etcd::{describe, ClusterParts, ClusterRuns, EtcdCoord, StartError};
 use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CoordStore, Retention, RunStore};
@@ -29,6 +31,12 @@ const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often retention runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The node id is registered by another live process: a configuration
+/// error (exit 78, not restarted), not a crash.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join the cluster: {0}")]
+pub struct NodeIdTaken(pub String);
 
 /// Runs the daemon (both roles in this process) until SIGTERM/SIGINT,
 /// then drains and returns.
@@ -78,10 +86,7 @@ async fn run_with(
     );
     let metrics = Metrics::new();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let retention = Retention {
-        max_age: Some(cfg.retention.max_age.0),
-        max_per_job: Some(cfg.retention.max_runs_per_job),
-    };
+    let retention = reload::retention(&cfg);
     // With [mongodb], run records go through the spool in the same SQLite
     // file to MongoDB; jobs and watermarks stay in SQLite (DESIGN §1).
     let mongo = match &cfg.mongodb {
@@ -98,10 +103,66 @@ async fn run_with(
             .map_err(|e| anyhow::anyhow!("cannot set up the MongoDB run store: {e}"))?,
         ),
     };
-    let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match &mongo {
-        None => (store.clone(), store.clone()),
-        Some(m) => (Arc::new(m.coord()), m.clone()),
+    // With [etcd], jobs, claims and nodes live in etcd (cluster mode).
+    let cluster = match (&cfg.etcd, &mongo) {
+        (Some(e), Some(m)) => Some(
+            EtcdCoord::start(
+                e,
+                ClusterParts {
+                    info: node_info(&cfg, &node_id, &hostname, clock.now()),
+                    node: NodeIdentity {
+                        id: node_id.clone(),
+                        hostname: hostname.clone(),
+                    },
+                    mirror: store.clone(),
+                    local: m.coord(),
+                    runs: m.clone(),
+                    api_url: e
+                        .api_url
+                        .clone()
+                        .unwrap_or_else(|| api_url(cfg.web.listen, &hostname)),
+                },
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                StartError::IdTaken(m) => anyhow::Error::new(NodeIdTaken(m)),
+                StartError::Other(m) => anyhow::anyhow!("cannot join the cluster: {m}"),
+            })?,
+        ),
+        (Some(_), None) => anyhow::bail!("cluster mode ([etcd]) needs a [mongodb] section"),
+        (None, _) => None,
     };
+    // One admin token for the whole cluster (requests reach the leader
+    // through any node).
+    let token = match &cluster {
+        None => token,
+        Some(c) => match c.admin_token(&token).await {
+            Ok((t, _)) if t == token => t,
+            Ok((t, by)) => {
+                node::write_private(&token_path, format!("{t}\n").as_bytes(), false)
+                    .with_context(|| format!("cannot write {}", token_path.display()))?;
+                info!(path = %token_path.display(), bootstrapped_by = %by, "using the cluster's admin token");
+                t
+            }
+            Err(e) => {
+                warn!("cannot agree on the cluster's admin token ({e}); this node's own token works on this node only");
+                token
+            }
+        },
+    };
+    let (coord, runs): (Arc<dyn CoordStore>, Arc<dyn RunStore>) = match (&cluster, &mongo) {
+        (Some(c), Some(m)) => (
+            c.clone(),
+            Arc::new(ClusterRuns {
+                inner: m.clone(),
+                coord: c.clone(),
+            }),
+        ),
+        (_, None) => (store.clone(), store.clone()),
+        (None, Some(m)) => (Arc::new(m.coord()), m.clone()),
+    };
+    let lead = cfg.etcd.as_ref().map_or(cfg.scheduler.lead.0, |e| e.lead.0);
 
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
     let forward_tx = exec_tx.clone();
@@ -122,9 +183,10 @@ async fn run_with(
             Executor::Remote(client)
         }
     };
+    let exec_for_reload = exec.clone();
     let (scheduler, handle) = Scheduler::new(Parts {
         cfg: SchedulerConfig {
-            lead: cfg.scheduler.lead.0,
+            lead,
             drain_timeout: cfg.scheduler.drain_timeout.0,
             step_tolerance: cfg.scheduler.clock_step_tolerance.0,
             max_concurrent: cfg.scheduler.max_concurrent_runs,
@@ -141,10 +203,12 @@ async fn run_with(
         exec_events: exec_rx,
         adopted: adopted_keys,
         metrics: metrics.clone(),
+        cluster: cluster.clone().map(|c| c as Arc<dyn ClusterView>),
     })
     .await
     .context("cannot start the scheduler")?;
 
+    let auth = start_auth(&cfg, store.clone(), &token, &state_dir).await?;
     let state = AppState {
         coord,
         runs: runs.clone(),
@@ -159,8 +223,9 @@ async fn run_with(
             started_at: clock.now(),
         }),
         metrics: metrics.clone(),
-        token: TokenCheck::new(&token),
+        auth,
         state_dir: state_dir.clone(),
+        cluster: cluster.clone(),
     };
     let metrics_for_status = metrics.clone();
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
@@ -170,11 +235,15 @@ async fn run_with(
         .with_context(|| format!("cannot listen on {} ([web] listen)", cfg.web.listen))?;
     let app = api::router(state.clone());
     let mut servers = Vec::new();
-    servers.push(tokio::spawn(serve_tcp(
-        tcp,
-        app.clone(),
-        http_stop_rx.clone(),
-    )));
+    servers.push(match listener_tls(&cfg, &state_dir)? {
+        None => tokio::spawn(serve_tcp(tcp, app.clone(), http_stop_rx.clone())),
+        Some(tls) => tokio::spawn(crate::tls::serve(
+            tcp,
+            app.clone(),
+            tls.acceptor,
+            http_stop_rx.clone(),
+        )),
+    });
     if let Some(sock) = cfg.socket() {
         let listener = bind_socket(sock)?;
         servers.push(tokio::spawn(serve_unix(
@@ -188,19 +257,36 @@ async fn run_with(
         || "sqlite".to_string(),
         |m| format!("mongodb {} (database {})", m.redacted_uri(), m.database),
     );
-    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready (standalone)");
+    let mode = cfg.etcd.as_ref().map_or_else(
+        || "standalone".to_string(),
+        |e| format!("cluster, {}", describe(e)),
+    );
+    info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready ({mode})");
 
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    let (retention_tx, retention_rx) = watch::channel(retention);
     let retention_task = tokio::spawn(retention_loop(
         runs,
         clock.clone(),
-        retention,
+        retention_rx,
         stop_rx.clone(),
     ));
+    let live = reload::Live {
+        sched: handle.clone(),
+        exec: exec_for_reload,
+        retention: retention_tx,
+    };
+    let pause_task = cluster.as_ref().map(|c| {
+        tokio::spawn(follow_pause(
+            c.pause_feed(),
+            handle.clone(),
+            stop_rx.clone(),
+        ))
+    });
     notify_ready(&handle);
     let status_task = tokio::spawn(status_loop(metrics_for_status, stop_rx.clone()));
 
-    wait_for_stop(config_path, &cfg).await;
+    wait_for_stop(config_path, cfg.clone(), &live).await;
     info!("stopping: no new runs; draining");
     notify::send("STOPPING=1\nSTATUS=draining: no new runs");
     let _ = stop_tx.send(true);
@@ -209,6 +295,12 @@ async fn run_with(
         error!("scheduler task failed: {e}");
     }
     let _ = retention_task.await;
+    if let Some(t) = pause_task {
+        let _ = t.await;
+    }
+    if let Some(c) = &cluster {
+        c.stopped().await;
+    }
     if let Some(t) = adopt_task {
         t.abort();
     }
@@ -224,6 +316,121 @@ async fn run_with(
     }
     info!("cronsund stopped");
     Ok(())
+}
+
+/// Accounts, sessions and tokens: the session key, the first admin account
+/// (its password file's path is logged, never the password).
+async fn start_auth(
+    cfg: &Config,
+    store: Arc<SqliteStore>,
+    admin_token: &str,
+    state_dir: &Path,
+) -> anyhow::Result<Arc<Auth>> {
+    let key = api::auth::bootstrap::session_key(store.as_ref()).await?;
+    if let Some(path) = api::auth::bootstrap::ensure_admin(store.as_ref(), state_dir).await? {
+        info!(path = %path.display(), "created account admin; its password is in this file (mode 0600)");
+    }
+    Ok(Arc::new(Auth {
+        store,
+        admin_token: TokenCheck::new(admin_token),
+        key,
+        limiter: Default::default(),
+        session_ttl: cfg.web.session_ttl.0,
+        secure: cfg.web.transport() != crate::config::Transport::Plain,
+        hosts: cfg.web.allowed_hosts(&node::hostname()),
+        default_run_as: cfg.security.default_run_as.clone(),
+    }))
+}
+
+/// The TLS setup of the TCP listener (`None`: plain HTTP), logging what
+/// it serves: the certificate's fingerprint, or that plain HTTP is exposed.
+fn listener_tls(cfg: &Config, state_dir: &Path) -> anyhow::Result<Option<crate::tls::Tls>> {
+    use crate::config::Transport;
+    let tls = match cfg.web.transport() {
+        Transport::Plain => {
+            if !cfg.web.listen.ip().is_loopback() {
+                warn!(listen = %cfg.web.listen, "serving plain HTTP on a non-loopback address because [web] insecure_plaintext = true: passwords, cookies and tokens cross the network unencrypted");
+            }
+            return Ok(None);
+        }
+        Transport::Tls { cert, key } => crate::tls::load(&cert, &key)?,
+        Transport::SelfSigned => {
+            let mut names: Vec<String> = cfg
+                .web
+                .allowed_hosts(&node::hostname())
+                .into_iter()
+                .filter(|h| !h.starts_with('['))
+                .collect();
+            if cfg.web.listen.ip().is_unspecified() {
+                names.retain(|n| {
+                    n.parse::<std::net::IpAddr>()
+                        .map_or(true, |ip| !ip.is_unspecified())
+                });
+            }
+            let (tls, created) = crate::tls::self_signed(state_dir, &names)?;
+            if created {
+                info!(cert = %tls.cert_path.display(), names = ?names, "created a self-signed TLS certificate");
+            }
+            tls
+        }
+    };
+    info!(listen = %cfg.web.listen, cert = %tls.cert_path.display(), fingerprint = %tls.fingerprint, "serving HTTPS; certificate SHA-256 fingerprint");
+    Ok(Some(tls))
+}
+
+/// `http://` + the listen address (the hostname when it listens on all
+/// addresses): how other nodes reach this one's API by default.
+fn api_url(listen: std::net::SocketAddr, hostname: &str) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://{hostname}:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
+/// This node's facts as registered in etcd.
+fn node_info(
+    cfg: &Config,
+    id: &str,
+    hostname: &str,
+    now: jiff::Timestamp,
+) -> cronsun_proto::api::NodeInfo {
+    cronsun_proto::api::NodeInfo {
+        id: id.to_string(),
+        hostname: hostname.to_string(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        tzdata: cronsun_proto::schedule::tzdata_version(),
+        groups: cfg.node.groups.clone(),
+        labels: cfg.node.labels.clone(),
+        started_at: now,
+        last_seen: now,
+        alive: true,
+        running: 0,
+        clock_ok: false,
+        draining: false,
+    }
+}
+
+/// Applies global pause changes made on any node to this node's scheduler.
+async fn follow_pause(
+    mut feed: watch::Receiver<cronsun_proto::api::GlobalPause>,
+    sched: crate::scheduler::SchedulerHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = feed.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let paused = feed.borrow_and_update().paused;
+                if let Err(e) = sched.set_global_pause(paused).await {
+                    warn!("cannot apply the cluster's pause switch: {e}");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
@@ -271,11 +478,14 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 async fn serve_tcp(l: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let r = axum::serve(l, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let r = axum::serve(
+        l,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
     if let Err(e) = r {
         error!("HTTP server failed: {e}");
     }
@@ -323,9 +533,9 @@ async fn status_loop(metrics: Metrics, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP re-reads the config and says what
-/// would need a restart (nothing is reloadable in place yet).
-async fn wait_for_stop(config_path: &Path, running: &Config) {
+/// Waits for SIGTERM or SIGINT. SIGHUP reloads what can change at runtime
+/// and says what needs a restart (see [`reload`]).
+async fn wait_for_stop(config_path: &Path, mut running: Config, live: &reload::Live) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -338,39 +548,28 @@ async fn wait_for_stop(config_path: &Path, running: &Config) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(config_path, running),
+            _ = hup.recv() => live.reload(config_path, &mut running).await,
         }
     }
 }
 
-fn reload(path: &Path, running: &Config) {
-    match Config::load(path, true) {
-        Err(e) => error!("SIGHUP: new config rejected, keeping the running one: {e}"),
-        Ok(new) => {
-            let changed = format!("{new:?}") != format!("{running:?}");
-            if changed {
-                warn!("SIGHUP: the config changed; restart cronsund to apply it (in-place reload is not supported yet)");
-            } else {
-                info!("SIGHUP: config unchanged");
-            }
-        }
-    }
-}
-
+/// Applies retention every hour, and at once when a reload changes it.
 async fn retention_loop(
     runs: Arc<dyn RunStore>,
     clock: Clock,
-    policy: Retention,
+    mut policy: watch::Receiver<Retention>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match runs.retain(policy, clock.now()).await {
+        let current = *policy.borrow_and_update();
+        match runs.retain(current, clock.now()).await {
             Ok(0) => {}
             Ok(n) => info!(deleted = n, "retention removed old run records"),
             Err(e) => warn!("retention failed: {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            r = policy.changed() => if r.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
     }

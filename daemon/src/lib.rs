@@ -5,11 +5,15 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod coord;
 pub mod daemon;
 pub mod exec;
 pub mod faults;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod privsep;
+pub mod reload;
 pub mod scheduler;
 pub mod store;
+pub mod tls;

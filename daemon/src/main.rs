@@ -28,6 +28,10 @@ struct Args {
 enum Cmd {
     /// Check the config and exit 0, or 78 naming file, line and key.
     Validate,
+    /// Apply the agent's sandbox (Landlock, seccomp) to this process, try
+    /// what it forbids, and print what this kernel enforces (exit 1 if a
+    /// probe had an unexpected outcome).
+    CheckSandbox,
     /// Write the cronsund(8) man page into DIR (for packaging).
     #[command(hide = true)]
     Manpage { dir: PathBuf },
@@ -48,11 +52,23 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    if let Some(Cmd::Validate) = args.command {
-        println!("{}: ok", path.display());
-        return ExitCode::SUCCESS;
+    match args.command {
+        Some(Cmd::Validate) => {
+            println!("{}: ok", path.display());
+            return ExitCode::SUCCESS;
+        }
+        Some(Cmd::CheckSandbox) => {
+            let (report, ok) = privsep::sandbox::check(&privsep::sandbox::Spec::for_config(&cfg));
+            print!("{report}");
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        _ => {}
     }
-    init_logging(&cfg.log.level);
+    cronsund::logging::init(&cfg.log.level);
     let agent_fd = std::env::var(privsep::AGENT_FD_ENV).ok();
     if let Some(fd) = agent_fd {
         return run_agent(cfg, &path, &fd);
@@ -106,6 +122,20 @@ fn run_agent(cfg: Config, path: &std::path::Path, fd: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    match privsep::sandbox::confine(&privsep::sandbox::Spec::for_config(&cfg)) {
+        Ok(r) if r.complete => {
+            tracing::info!(landlock = %r.landlock, seccomp = %r.seccomp, "agent sandboxed");
+        }
+        Ok(r) => tracing::warn!(
+            landlock = %r.landlock,
+            seccomp = %r.seccomp,
+            "agent sandboxed only in part: this kernel lacks some Landlock features"
+        ),
+        Err(e) => {
+            eprintln!("cronsund: cannot sandbox the agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     run_daemon(|| cronsund::daemon::run_agent(cfg, path, Clock::System, sock))
 }
 
@@ -131,6 +161,9 @@ where
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("cronsund: {e:#}");
+            if e.downcast_ref::<cronsund::daemon::NodeIdTaken>().is_some() {
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
             ExitCode::FAILURE
         }
     }
@@ -151,15 +184,4 @@ fn write_manpage(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRONSUN_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }

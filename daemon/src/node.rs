@@ -99,7 +99,14 @@ pub fn admin_token(state_dir: &Path) -> std::io::Result<(String, PathBuf, bool)>
 /// Whether the kernel says the clock is synchronised (`adjtimex`, no
 /// `STA_UNSYNC`, max error under 500 ms).
 pub fn clock_synchronised() -> bool {
-    clock_status().is_some_and(|(unsync, maxerror_us)| !unsync && maxerror_us < 500_000)
+    clock_within(std::time::Duration::from_millis(500))
+}
+
+/// Whether the kernel says the clock is synchronised with a max error
+/// under `max_error` (the cluster's clock-health gate, `[etcd] max_skew`).
+pub fn clock_within(max_error: std::time::Duration) -> bool {
+    let limit = i64::try_from(max_error.as_micros()).unwrap_or(i64::MAX);
+    clock_status().is_some_and(|(unsync, maxerror_us)| !unsync && maxerror_us < limit)
 }
 
 /// (`STA_UNSYNC` set, max error in µs) from `adjtimex` in read-only mode.

@@ -6,6 +6,7 @@
 //! thing everywhere (DESIGN §2, §3, §8).
 
 pub mod api;
+pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod duration;

@@ -590,6 +590,23 @@ impl Daemon {
         self.request(method, path, None, &[], body)
     }
 
+    /// Which node served an authenticated GET (cluster mode names it in
+    /// `x-cronsun-served-by`); `None` on a failure or another status.
+    pub fn served_by(&self, path: &str) -> Option<String> {
+        let r = self
+            .http
+            .request(
+                Method::GET,
+                path,
+                Some(&self.token),
+                &[],
+                None,
+                HTTP_TIMEOUT,
+            )
+            .ok()?;
+        (r.status == 200).then(|| r.header("x-cronsun-served-by"))?
+    }
+
     #[track_caller]
     pub fn anonymous_get(&self, path: &str) -> Response {
         self.anonymous(Method::GET, path, None)

@@ -110,8 +110,11 @@ impl HttpClient {
         let mut req = Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(http::header::HOST, addr.to_string())
             .header(http::header::ACCEPT, "application/json");
+        // A caller's own Host header (tests of the Host check) replaces ours.
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header(http::header::HOST, addr.to_string());
+        }
         if let Some(t) = token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -7,13 +7,17 @@
 //! (an API answer, a process exit), never a bare sleep; every process a test
 //! starts is stopped by its pid, also when the test fails.
 
+pub mod auth;
 pub mod bins;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
+pub mod etcd;
 pub mod ferret;
 pub mod http;
 pub mod jobs;
 pub mod procs;
+pub mod tls;
 pub mod wait;
 
 pub use cli::{run_cli, CliOutput};

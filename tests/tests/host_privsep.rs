@@ -49,6 +49,21 @@ fn agent_is_confined_and_its_crash_keeps_runs() {
         "the agent has no capabilities"
     );
     assert_eq!(field(agent, "NoNewPrivs:").as_deref(), Some("1"));
+    assert_eq!(
+        field(agent, "Seccomp:").as_deref(),
+        Some("2"),
+        "the agent runs under a seccomp filter"
+    );
+    assert_eq!(
+        field(exec_pid, "Seccomp:").as_deref(),
+        Some("0"),
+        "the executor (which starts jobs) is not filtered"
+    );
+    assert!(
+        d.logs().contains("agent sandboxed"),
+        "the sandbox status is logged:\n{}",
+        d.logs()
+    );
 
     let m = MarkerGuard::new("survivor");
     let id = unique_id("survivor");
@@ -96,5 +111,63 @@ fn agent_is_confined_and_its_crash_keeps_runs() {
         "output files left behind in {}: {:?}",
         output.display(),
         std::fs::read_dir(&output).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+}
+
+/// `cronsund check-sandbox` applies the agent's sandbox to itself and
+/// proves every rule by trying what it forbids (any user; the kernel here
+/// has Landlock and seccomp — a kernel without them makes this fail, which
+/// is the point of the command).
+#[test]
+fn check_sandbox_proves_each_rule() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::create_dir_all(&run).expect("socket dir");
+    let port = cronsun_tests::daemon::free_port();
+    let config = dir.path().join("cronsun.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nstate_dir = {state:?}\n[web]\nlisten = \"127.0.0.1:{port}\"\nsocket = {sock:?}\n",
+            sock = run.join("api.sock")
+        ),
+    )
+    .expect("write the config");
+    let out = std::process::Command::new(cronsun_tests::bins::cronsund())
+        .args(["check-sandbox", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run cronsund check-sandbox");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("landlock: fully enforced"), "{text}");
+    for probe in [
+        "write {state}",
+        "exec /bin/true: denied",
+        "bind TCP",
+        "unshare(CLONE_NEWUSER): denied",
+        "ptrace(PTRACE_TRACEME): denied",
+        "signal the parent process (outside the sandbox): denied",
+    ] {
+        let probe = probe.replace("{state}", &state.display().to_string());
+        let line = text
+            .lines()
+            .find(|l| l.contains(&probe))
+            .unwrap_or_else(|| panic!("no probe {probe:?}:\n{text}"));
+        assert!(line.trim_start().starts_with("ok"), "{line}");
+    }
+    assert!(
+        !dir.path().read_dir().expect("list").any(|e| e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".cronsun-sandbox-probe")),
+        "the denied write left no file"
     );
 }

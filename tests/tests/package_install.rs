@@ -141,7 +141,7 @@ fn deb_installs_runs_and_purges() {
     let text = std::fs::read_to_string("/etc/cronsun/cronsun.toml").expect("conffile");
     std::fs::write(
         &cfg,
-        text.replace("127.0.0.1:7079", &format!("127.0.0.1:{port}")),
+        text.replace("0.0.0.0:7079", &format!("0.0.0.0:{port}")),
     )
     .expect("write config");
     let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log");
@@ -160,9 +160,19 @@ fn deb_installs_runs_and_purges() {
         std::fs::read_to_string("/var/lib/cronsun/admin.token").ok()
     })
     .unwrap_or_else(|| panic!("no admin token\n{}", logs()));
-    let server = format!("http://127.0.0.1:{port}");
+    // The shipped config listens on every interface, so it speaks TLS with
+    // a self-signed certificate that the CLI is told to trust.
+    let server = format!("https://127.0.0.1:{port}");
+    let ca = "/var/lib/cronsun/tls/cert.pem";
     let cli = |args: &[&str]| {
-        let mut all = vec!["--server", server.as_str(), "--token", token.trim()];
+        let mut all = vec![
+            "--server",
+            server.as_str(),
+            "--ca-file",
+            ca,
+            "--token",
+            token.trim(),
+        ];
         all.extend_from_slice(args);
         sh("/usr/bin/cronsun", &all)
     };
@@ -170,6 +180,11 @@ fn deb_installs_runs_and_purges() {
         cli(&["job", "ls"]).0.then_some(())
     });
     assert!(up.is_some(), "the API does not answer\n{}", logs());
+    assert!(
+        logs().contains("serving HTTPS") && logs().contains("fingerprint"),
+        "the certificate's fingerprint is logged\n{}",
+        logs()
+    );
 
     let (_, ps) = sh(
         "ps",

@@ -28,6 +28,8 @@ impl Failure {
             StatusCode::CONFLICT => "conflict",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::MISDIRECTED_REQUEST => "wrong_host",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
             _ => "internal",
         };
         Failure {

@@ -14,10 +14,11 @@ use cronsun_proto::api::{
 use cronsun_proto::job::ValidateContext;
 use cronsun_proto::Job;
 
+use super::auth::Principal;
 use super::body::{JsonBody, OptionalJson};
 use super::error::{ApiResult, Failure};
 use super::AppState;
-use crate::store::Expect;
+use crate::store::{CoordOp, Expect};
 
 impl AppState {
     fn validate_ctx(&self) -> ValidateContext {
@@ -45,11 +46,56 @@ impl AppState {
             .await?
             .ok_or_else(|| Failure::not_found(format!("job {id:?} not found")))
     }
+
+    /// A stored job the caller's groups cover.
+    pub(super) async fn visible_job(&self, p: &Principal, id: &str) -> ApiResult<Job> {
+        let job = self.stored_job(id).await?;
+        p.require_job(&job)?;
+        Ok(job)
+    }
+
+    /// Refuses a job the caller may not write: outside their groups, or
+    /// with a privileged `run_as` without that permission.
+    fn check_writable(&self, p: &Principal, job: &Job) -> ApiResult<()> {
+        p.require_job(job)?;
+        p.require_run_as(job, &self.auth.default_run_as)
+    }
+
+    /// Applies `ops` with an audit entry of `action` on `target`.
+    async fn audited(
+        &self,
+        p: &Principal,
+        action: &str,
+        target: &str,
+        before: Option<serde_json::Value>,
+        ops: Vec<CoordOp>,
+    ) -> ApiResult<Vec<Job>> {
+        let now = self.clock.now();
+        let mut entry = p.audit(action, target, now);
+        entry.before = before;
+        Ok(self.coord.apply_audited(ops, entry, now).await?)
+    }
+}
+
+/// A job as audit entries show it (secrets redacted).
+pub(super) fn audit_value(job: &Job) -> Option<serde_json::Value> {
+    serde_json::to_value(job.redacted()).ok()
+}
+
+/// The first stored job of an audited write.
+fn first(stored: Vec<Job>) -> ApiResult<Job> {
+    stored.into_iter().next().ok_or_else(|| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the store returned no job",
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", responses((status = 200, body = JobList)))]
-pub async fn list(State(s): State<AppState>) -> ApiResult<Json<JobList>> {
-    let jobs = s.coord.list_jobs().await?;
+pub async fn list(State(s): State<AppState>, p: Principal) -> ApiResult<Json<JobList>> {
+    let mut jobs = s.coord.list_jobs().await?;
+    jobs.retain(|j| p.sees_group(&j.group));
     let mut latest: HashMap<String, _> = s.runs.latest_per_job().await?.into_iter().collect();
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
@@ -61,8 +107,12 @@ pub async fn list(State(s): State<AppState>) -> ApiResult<Json<JobList>> {
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
     responses((status = 200, body = JobView), (status = 404, body = cronsun_proto::api::ApiError)))]
-pub async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let job = s.stored_job(&id).await?;
+pub async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let job = s.visible_job(&p, &id).await?;
     let rev = job.revision;
     let last = s
         .runs
@@ -88,11 +138,23 @@ fn with_etag(rev: u64, body: impl IntoResponse) -> Response {
               (status = 422, body = cronsun_proto::api::ApiError)))]
 pub async fn create(
     State(s): State<AppState>,
+    p: Principal,
     JsonBody(mut job): JsonBody<Job>,
 ) -> ApiResult<Response> {
     job.validate(&s.validate_ctx())
         .map_err(|e| Failure::invalid(e, ""))?;
-    let stored = s.coord.put_job(job, Expect::Absent, s.clock.now()).await?;
+    s.check_writable(&p, &job)?;
+    let id = job.id.clone();
+    let stored = first(
+        s.audited(
+            &p,
+            "job.create",
+            &id,
+            None,
+            vec![CoordOp::PutJob(Box::new(job), Expect::Absent)],
+        )
+        .await?,
+    )?;
     let rev = stored.revision;
     Ok(with_etag(
         rev,
@@ -131,6 +193,7 @@ fn expected_revision(headers: &HeaderMap, body_rev: u64) -> ApiResult<u64> {
               (status = 422, body = cronsun_proto::api::ApiError)))]
 pub async fn update(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(mut job): JsonBody<Job>,
@@ -143,14 +206,21 @@ pub async fn update(
         .field("id"));
     }
     let rev = expected_revision(&headers, job.revision)?;
-    let stored = s.stored_job(&id).await?;
+    let stored = s.visible_job(&p, &id).await?;
     job.keep_secrets_from(&stored);
     job.validate(&s.validate_ctx())
         .map_err(|e| Failure::invalid(e, ""))?;
-    let saved = s
-        .coord
-        .put_job(job, Expect::Revision(rev), s.clock.now())
-        .await?;
+    s.check_writable(&p, &job)?;
+    let saved = first(
+        s.audited(
+            &p,
+            "job.update",
+            &id,
+            audit_value(&stored),
+            vec![CoordOp::PutJob(Box::new(job), Expect::Revision(rev))],
+        )
+        .await?,
+    )?;
     let rev = saved.revision;
     Ok(with_etag(rev, Json(saved.redacted())))
 }
@@ -159,6 +229,7 @@ pub async fn update(
     responses((status = 200, body = ApplyResult), (status = 422, body = cronsun_proto::api::ApiError)))]
 pub async fn apply(
     State(s): State<AppState>,
+    p: Principal,
     JsonBody(req): JsonBody<ApplyRequest>,
 ) -> ApiResult<Json<ApplyResult>> {
     let ctx = s.validate_ctx();
@@ -173,6 +244,7 @@ pub async fn apply(
                 &format!("jobs[{i}]."),
             ));
         }
+        s.check_writable(&p, job)?;
     }
     let existing: HashMap<String, Job> = s
         .coord
@@ -183,9 +255,11 @@ pub async fn apply(
         .collect();
     let mut result = ApplyResult::default();
     let mut writes = Vec::new();
+    let mut before = serde_json::Map::new();
     for mut job in jobs {
         match existing.get(&job.id) {
             Some(old) => {
+                p.require_job(old)?;
                 job.keep_secrets_from(old);
                 if job.same_definition(&Job {
                     revision: job.revision,
@@ -195,16 +269,21 @@ pub async fn apply(
                     continue;
                 }
                 result.updated.push(job.id.clone());
-                writes.push((job, Expect::Revision(old.revision)));
+                before.insert(job.id.clone(), audit_value(old).unwrap_or_default());
+                writes.push(CoordOp::PutJob(
+                    Box::new(job),
+                    Expect::Revision(old.revision),
+                ));
             }
             None => {
                 result.created.push(job.id.clone());
-                writes.push((job, Expect::Absent));
+                writes.push(CoordOp::PutJob(Box::new(job), Expect::Absent));
             }
         }
     }
     if !writes.is_empty() {
-        s.coord.put_jobs(writes, s.clock.now()).await?;
+        let before = Some(serde_json::Value::Object(before));
+        s.audited(&p, "job.apply", "jobs", before, writes).await?;
     }
     crate::node::release_free_memory();
     Ok(Json(result))
@@ -214,16 +293,25 @@ pub async fn apply(
     responses((status = 204), (status = 404, body = cronsun_proto::api::ApiError)))]
 pub async fn delete(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let expect = if headers.contains_key(header::IF_MATCH) {
-        Expect::Revision(expected_revision(&headers, 0)?)
+    let stored = s.visible_job(&p, &id).await?;
+    // The revision checked is the one audited as `before`.
+    let rev = if headers.contains_key(header::IF_MATCH) {
+        expected_revision(&headers, 0)?
     } else {
-        s.stored_job(&id).await?;
-        Expect::Any
+        stored.revision
     };
-    s.coord.delete_job(&id, expect).await?;
+    s.audited(
+        &p,
+        "job.delete",
+        &id,
+        audit_value(&stored),
+        vec![CoordOp::DeleteJob(id.clone(), Expect::Revision(rev))],
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -231,43 +319,62 @@ pub async fn delete(
     responses((status = 200, body = Job)))]
 pub async fn pause(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<PauseRequest>,
 ) -> ApiResult<Json<Job>> {
     let reason = body.and_then(|b| b.reason);
-    set_paused(&s, &id, Some(reason)).await
+    set_paused(&s, &p, &id, Some(reason)).await
 }
 
 /// Pauses (`Some(reason)`) or resumes (`None`) a job. Resuming moves the
 /// watermark to now: paused time is never missed.
-async fn set_paused(s: &AppState, id: &str, pause: Option<Option<String>>) -> ApiResult<Json<Job>> {
-    let mut job = s.stored_job(id).await?;
+async fn set_paused(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    pause: Option<Option<String>>,
+) -> ApiResult<Json<Job>> {
+    let mut job = s.visible_job(p, id).await?;
+    let before = audit_value(&job);
     let rev = job.revision;
+    let mut ops = Vec::new();
     if pause.is_none() && job.paused {
-        s.coord.set_watermark(id, s.clock.now()).await?;
+        ops.push(CoordOp::SetWatermark(id.to_string(), s.clock.now()));
     }
+    let action = if pause.is_some() {
+        "job.pause"
+    } else {
+        "job.resume"
+    };
     job.paused = pause.is_some();
     job.paused_reason = pause.flatten();
-    let saved = s
-        .coord
-        .put_job(job, Expect::Revision(rev), s.clock.now())
-        .await?;
+    ops.push(CoordOp::PutJob(Box::new(job), Expect::Revision(rev)));
+    let saved = first(s.audited(p, action, id, before, ops).await?)?;
     Ok(Json(saved.redacted()))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", tag = "jobs", responses((status = 200, body = Job)))]
-pub async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
-    set_paused(&s, &id, None).await
+pub async fn resume(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    set_paused(&s, &p, &id, None).await
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/run", tag = "jobs", request_body = RunNowRequest,
     responses((status = 202, body = RunNowResponse), (status = 409, body = cronsun_proto::api::ApiError)))]
 pub async fn run_now(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<RunNowRequest>,
 ) -> ApiResult<(StatusCode, Json<RunNowResponse>)> {
+    s.visible_job(&p, &id).await?;
     if let Some(RunNowRequest { node: Some(n) }) = &body {
+        p.require(cronsun_proto::auth::Role::Admin)
+            .map_err(|e| e.field("node"))?;
         if *n != s.node.id {
             return Err(Failure::bad_request(format!(
                 "node {n:?} is not known here; this standalone node is {:?}",
@@ -277,5 +384,8 @@ pub async fn run_now(
         }
     }
     let run_id = s.sched.run_now(&id).await?;
+    let mut entry = p.audit("job.run", &id, s.clock.now());
+    entry.after = Some(serde_json::json!({ "run_id": run_id }));
+    s.auth.store.append_audit(entry).await?;
     Ok((StatusCode::ACCEPTED, Json(RunNowResponse { run_id })))
 }

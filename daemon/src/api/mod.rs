@@ -3,13 +3,19 @@
 //! listed in `docs/ARCHITECTURE.md`; the OpenAPI document at
 //! `/api/v1/openapi.json` is generated from the same handlers and types.
 
+mod accounts;
+mod audit;
 pub mod auth;
 mod body;
 mod error;
 mod jobs;
+mod openapi;
 mod runs;
+mod session;
 mod stats;
 mod system;
+mod tokens;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +24,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
-pub use auth::{PeerCred, TokenCheck};
+pub use auth::{Auth, PeerCred, Principal, TokenCheck};
 pub use error::Failure;
+use openapi::CommonResponses;
 pub use system::VERSION;
 
 use crate::clock::Clock;
@@ -38,8 +45,10 @@ pub struct AppState {
     pub default_tz: String,
     pub node: Arc<NodeFacts>,
     pub metrics: Metrics,
-    pub token: TokenCheck,
+    pub auth: Arc<Auth>,
     pub state_dir: PathBuf,
+    /// Cluster mode: the etcd coordination (node directory).
+    pub cluster: Option<Arc<crate::store::etcd::EtcdCoord>>,
 }
 
 #[derive(OpenApi)]
@@ -69,8 +78,22 @@ pub struct AppState {
         system::pause_state,
         system::pause_all,
         system::resume_all,
+        session::login,
+        session::me,
+        session::logout,
+        session::login_token,
+        accounts::list,
+        accounts::create,
+        accounts::update,
+        accounts::delete,
+        accounts::set_password,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        audit::search,
     ),
-    components(schemas(cronsun_proto::api::ApiError))
+    components(schemas(cronsun_proto::api::ApiError)),
+    modifiers(&CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -81,7 +104,8 @@ pub fn openapi_json() -> String {
         .unwrap_or_else(|_| "{}".into())
 }
 
-/// Every route; `auth` wraps all but `/healthz` and the OpenAPI document.
+/// Every route. `auth::identify` wraps all of them (Host check, who is
+/// calling, CSRF); `auth::authorize` applies each API route's rule.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
@@ -107,10 +131,29 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_auth,
-        ));
+        .route(
+            "/api/v1/session",
+            get(session::me)
+                .post(session::login)
+                .delete(session::logout),
+        )
+        .route("/api/v1/session/token", post(session::login_token))
+        .route(
+            "/api/v1/accounts",
+            get(accounts::list).post(accounts::create),
+        )
+        .route(
+            "/api/v1/accounts/{user}",
+            axum::routing::put(accounts::update).delete(accounts::delete),
+        )
+        .route(
+            "/api/v1/accounts/{user}/password",
+            post(accounts::set_password),
+        )
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/api/v1/audit", get(audit::search))
+        .route_layer(axum::middleware::from_fn(auth::authorize));
     let doc = openapi_json();
     Router::new()
         .route("/healthz", get(system::health))
@@ -124,6 +167,16 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(ui::routes())
         .fallback(|| async { Failure::not_found("no such route; see /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
+        // Outermost: a node that is not the web leader hands the request on.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::coord::proxy::to_leader,
+        ))
         .with_state(state)
 }

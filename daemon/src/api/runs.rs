@@ -14,6 +14,7 @@ use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+use super::auth::Principal;
 use super::body::QueryArgs;
 use super::error::{ApiResult, Failure};
 use super::AppState;
@@ -27,6 +28,7 @@ const CHUNK: usize = 16 * 1024;
     responses((status = 200, body = RunPage)))]
 pub async fn search(
     State(s): State<AppState>,
+    p: Principal,
     QueryArgs(q): QueryArgs<RunQuery>,
 ) -> ApiResult<Json<RunPage>> {
     if let Some(l) = q.limit {
@@ -35,6 +37,19 @@ pub async fn search(
         }
     }
     let mut page = s.runs.search(&q).await?;
+    if !p.groups.is_empty() {
+        // Group-scoped callers see the runs of their groups' jobs only (a
+        // page may then hold fewer than `limit`; follow `next_cursor`).
+        let visible: std::collections::HashSet<String> = s
+            .coord
+            .list_jobs()
+            .await?
+            .into_iter()
+            .filter(|j| p.sees_group(&j.group))
+            .map(|j| j.id)
+            .collect();
+        page.runs.retain(|r| visible.contains(&r.job_id));
+    }
     // Running attempts on this node: the in-memory view is fresher.
     for r in page
         .runs
@@ -50,7 +65,25 @@ pub async fn search(
     Ok(Json(page))
 }
 
-async fn find(s: &AppState, id: &str) -> ApiResult<RunRecord> {
+/// A run the caller's groups cover (by its job's group; the runs of a
+/// deleted job are visible to unscoped callers only).
+async fn find(s: &AppState, p: &Principal, id: &str) -> ApiResult<RunRecord> {
+    let rec = find_any(s, id).await?;
+    if !p.groups.is_empty() {
+        match s.coord.get_job(&rec.job_id).await? {
+            Some(job) => p.require_job(&job)?,
+            None => {
+                return Err(super::auth::principal::forbidden(format!(
+                    "run {id:?} belongs to job {:?}, which no longer exists: only callers without group scope see it",
+                    rec.job_id
+                )))
+            }
+        }
+    }
+    Ok(rec)
+}
+
+async fn find_any(s: &AppState, id: &str) -> ApiResult<RunRecord> {
     let rec = s
         .runs
         .get(id)
@@ -63,8 +96,18 @@ async fn find(s: &AppState, id: &str) -> ApiResult<RunRecord> {
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "<run_id>#<attempt> (URL-encoded) or a run id")),
     responses((status = 200, body = RunRecord), (status = 404, body = cronsun_proto::api::ApiError)))]
-pub async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunRecord>> {
-    Ok(Json(find(&s, &id).await?))
+pub async fn show(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunRecord>> {
+    let mut rec = find(&s, &p, &id).await?;
+    if !p.may_read_output() {
+        // Reading output is a permission of its own (DESIGN §5).
+        rec.output_head.clear();
+        rec.output_tail.clear();
+    }
+    Ok(Json(rec))
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{id}/kill", tag = "runs",
@@ -72,9 +115,15 @@ pub async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
               (status = 409, body = cronsun_proto::api::ApiError)))]
 pub async fn kill(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    find(&s, &p, &id).await?;
     s.sched.kill(&id).await?;
+    s.auth
+        .store
+        .append_audit(p.audit("run.kill", &id, s.clock.now()))
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
 }
 
@@ -82,11 +131,13 @@ pub async fn kill(
     responses((status = 200, description = "text/event-stream: `output` events with JSON string chunks, then one `end` event with the final RunRecord")))]
 pub async fn stream(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    p.require_output()?;
     // Subscribe before reading the status, so the end cannot slip between.
     let finished = s.sched.subscribe_finished();
-    let rec = find(&s, &id).await?;
+    let rec = find(&s, &p, &id).await?;
     let (tx, rx) = mpsc::channel::<Event>(32);
     let path = crate::exec::output_path(&s.state_dir, &rec.record_id());
     let runs = s.runs.clone();

@@ -95,8 +95,20 @@ fn day_range(now: Timestamp, days: u32) -> Vec<String> {
     responses((status = 200, body = DailyStatsPage), (status = 400, body = cronsun_proto::api::ApiError)))]
 pub async fn daily(
     State(s): State<AppState>,
+    p: super::auth::Principal,
     QueryArgs(q): QueryArgs<StatsQuery>,
 ) -> ApiResult<Json<DailyStatsPage>> {
+    // Group-scoped callers see one job of their groups at a time: the
+    // all-jobs totals would include other groups.
+    if !p.groups.is_empty() {
+        let Some(job) = q.job.as_deref() else {
+            return Err(super::auth::principal::forbidden(format!(
+                "statistics of all jobs include groups outside yours ({:?}); ask for one job with job=ID",
+                p.groups
+            )));
+        };
+        s.visible_job(&p, job).await?;
+    }
     let days = q.days.unwrap_or(DEFAULT_DAYS);
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(

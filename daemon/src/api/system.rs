@@ -7,9 +7,11 @@ use axum::Json;
 use cronsun_proto::api::{GlobalPause, Health, NodeInfo, PauseRequest, Preview, PreviewQuery};
 use cronsun_proto::schedule;
 
+use super::auth::Principal;
 use super::body::{OptionalJson, QueryArgs};
 use super::error::{ApiResult, Failure};
 use super::AppState;
+use crate::store::CoordOp;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -42,9 +44,16 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, body = [NodeInfo])))]
-pub async fn nodes(State(s): State<AppState>) -> Json<Vec<NodeInfo>> {
+pub async fn nodes(State(s): State<AppState>) -> ApiResult<Json<Vec<NodeInfo>>> {
+    if let Some(c) = &s.cluster {
+        let mut nodes = c.nodes().await?;
+        for n in nodes.iter_mut().filter(|n| n.id == s.node.id) {
+            n.running = s.sched.running_total();
+        }
+        return Ok(Json(nodes));
+    }
     let now = s.clock.now();
-    Json(vec![NodeInfo {
+    Ok(Json(vec![NodeInfo {
         id: s.node.id.clone(),
         hostname: s.node.hostname.clone(),
         version: VERSION.into(),
@@ -57,7 +66,7 @@ pub async fn nodes(State(s): State<AppState>) -> Json<Vec<NodeInfo>> {
         running: s.sched.running_total(),
         clock_ok: crate::node::clock_synchronised(),
         draining: false,
-    }])
+    }]))
 }
 
 #[utoipa::path(get, path = "/api/v1/schedule/preview", tag = "jobs", params(PreviewQuery),
@@ -92,18 +101,20 @@ pub async fn pause_state(State(s): State<AppState>) -> ApiResult<Json<GlobalPaus
     responses((status = 200, body = GlobalPause)))]
 pub async fn pause_all(
     State(s): State<AppState>,
+    p: Principal,
     OptionalJson(body): OptionalJson<PauseRequest>,
 ) -> ApiResult<Json<GlobalPause>> {
-    set_pause(&s, true, body.and_then(|b| b.reason)).await
+    set_pause(&s, &p, true, body.and_then(|b| b.reason)).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/pause", tag = "system", responses((status = 200, body = GlobalPause)))]
-pub async fn resume_all(State(s): State<AppState>) -> ApiResult<Json<GlobalPause>> {
-    set_pause(&s, false, None).await
+pub async fn resume_all(State(s): State<AppState>, p: Principal) -> ApiResult<Json<GlobalPause>> {
+    set_pause(&s, &p, false, None).await
 }
 
 async fn set_pause(
     s: &AppState,
+    who: &Principal,
     paused: bool,
     reason: Option<String>,
 ) -> ApiResult<Json<GlobalPause>> {
@@ -112,7 +123,14 @@ async fn set_pause(
         reason,
         since: paused.then(|| s.clock.now()),
     };
-    s.coord.set_global_pause(p.clone()).await?;
+    let now = s.clock.now();
+    let action = if paused { "pause.set" } else { "pause.clear" };
+    let mut entry = who.audit(action, "pause", now);
+    entry.before = serde_json::to_value(s.coord.global_pause().await?).ok();
+    entry.after = serde_json::to_value(&p).ok();
+    s.coord
+        .apply_audited(vec![CoordOp::SetGlobalPause(p.clone())], entry, now)
+        .await?;
     s.sched.set_global_pause(paused).await?;
     Ok(Json(p))
 }

@@ -5,9 +5,14 @@
 //! missing file at the default path means "all defaults" so that a fresh
 //! install runs standalone; a missing file named with `--config` is an error.
 
+mod etcd;
 mod locate;
 mod mongo;
+mod web;
 
+pub use web::Transport;
+
+pub use etcd::EtcdSection;
 pub use mongo::MongoSection;
 
 use std::collections::BTreeMap;
@@ -41,9 +46,9 @@ pub struct Config {
     pub retention: RetentionSection,
     #[serde(default)]
     pub log: LogSection,
-    /// Cluster mode (reserved: accepted by name so the error can say what is missing).
+    /// Cluster mode: jobs, claims and nodes in etcd (runs in MongoDB).
     #[serde(default)]
-    pub etcd: Option<toml::Table>,
+    pub etcd: Option<EtcdSection>,
     /// Run records in MongoDB (through the local spool).
     #[serde(default)]
     pub mongodb: Option<MongoSection>,
@@ -86,6 +91,22 @@ pub struct WebSection {
     /// Unix socket for local admin access; empty disables it.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// How long a browser session lasts after login.
+    #[serde(default = "web::default_session_ttl")]
+    pub session_ttl: Dur,
+    /// Names the Host header may carry besides localhost names, the listen
+    /// address and this machine's hostname (IP literals always pass).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// PEM certificate chain and key for TLS; without them a non-loopback
+    /// listener uses a self-signed certificate made at first start.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (logged at every start).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 impl Default for WebSection {
@@ -93,6 +114,11 @@ impl Default for WebSection {
         WebSection {
             listen: default_listen(),
             socket: default_socket(),
+            session_ttl: web::default_session_ttl(),
+            hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            insecure_plaintext: false,
         }
     }
 }
@@ -308,16 +334,21 @@ impl Config {
             key: Some(key.to_string()),
             message,
         };
-        if self.etcd.is_some() {
-            return Err(err(
-                "etcd",
-                "cluster mode is not available in this build yet; remove [etcd] to run standalone"
-                    .into(),
-            ));
+        if let Some(e) = &self.etcd {
+            e.check().map_err(|(key, msg)| err(key, msg))?;
+            if self.mongodb.is_none() {
+                return Err(err(
+                    "etcd",
+                    "cluster mode keeps run records in MongoDB: add a [mongodb] section \
+                     (uri = \"mongodb://...\"), or remove [etcd] to run standalone"
+                        .into(),
+                ));
+            }
         }
         if let Some(m) = &self.mongodb {
             m.check().map_err(|(key, msg)| err(key, msg))?;
         }
+        self.web.check().map_err(|(key, msg)| err(key, msg))?;
         if let Some(id) = &self.node.id {
             if !is_node_id(id) {
                 return Err(err(
@@ -377,9 +408,7 @@ impl Config {
                 ));
             }
         }
-        if self.log.level.trim().is_empty()
-            || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err()
-        {
+        if !is_log_filter(&self.log.level) {
             return Err(err(
                 "log.level",
                 format!(
@@ -412,6 +441,19 @@ impl Config {
             Some(&self.web.socket)
         }
     }
+}
+
+/// A level name, or `EnvFilter` directives where each bare word is a level
+/// (`"info,cronsund::exec=debug"`); a bare word that is not a level would be
+/// taken as a target name and silence everything else.
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    !s.trim().is_empty()
+        && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+        && s.split(',').all(|d| {
+            let d = d.trim();
+            d.contains('=') || LEVELS.contains(&d.to_ascii_lowercase().as_str())
+        })
 }
 
 /// Node ids and group names: `[A-Za-z0-9_.-]{1,64}`.
@@ -463,6 +505,12 @@ mod tests {
         );
         let e = parse("[log]\nlevel = \"\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("log.level"), "{e}");
+        // A bare word that is not a level would filter by target and silence the daemon.
+        let e = parse("[log]\nlevel = \"loud\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("log.level"), "{e}");
+        for ok in ["debug", "WARN", "info,cronsund::exec=trace", "off"] {
+            parse(&format!("[log]\nlevel = {ok:?}\n")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]
@@ -477,6 +525,41 @@ mod tests {
         assert_eq!(c.web.listen.to_string(), "127.0.0.1:7079");
         assert_eq!(c.security.default_run_as, "nobody");
         assert!(c.etcd.is_none());
+    }
+
+    #[test]
+    fn cluster_mode_needs_mongodb_and_names_etcd_keys() {
+        let e = parse("[node]\nid = \"a\"\n\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("etcd")), "{e}");
+        assert!(e.message.contains("[mongodb]"), "{e}");
+        let mongo = "[mongodb]\nuri = \"mongodb://127.0.0.1:1\"\n";
+        let ok = parse(&format!(
+            "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n{mongo}"
+        ))
+        .expect("valid cluster config");
+        assert_eq!(ok.etcd.expect("etcd").prefix, "/cronsun/");
+        let e = parse(&format!(
+            "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"1s\"\n{mongo}"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("etcd.lease_ttl")),
+            "{e}"
+        );
+        let e = parse("[etcd]\nendpoint = []\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("etcd.endpoint"), "{e}");
+    }
+
+    #[test]
+    fn sample_cluster_config_is_valid() {
+        let c = Config::parse(
+            Path::new("conf/cluster.toml"),
+            include_str!("../../../conf/cluster.toml"),
+        )
+        .expect("conf/cluster.toml is valid");
+        assert!(c.etcd.is_some() && c.mongodb.is_some());
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub struct LocalExecutor {
 }
 
 struct Inner {
-    policy: ExecPolicy,
+    /// Replaced in place by SIGHUP (see [`LocalExecutor::set_policy`]).
+    policy: std::sync::RwLock<ExecPolicy>,
     state_dir: PathBuf,
     events: UnboundedSender<ExecEvent>,
     daemon: DaemonUser,
@@ -149,7 +150,7 @@ impl LocalExecutor {
         };
         Ok(LocalExecutor {
             inner: Arc::new(Inner {
-                policy,
+                policy: std::sync::RwLock::new(policy),
                 state_dir: state_dir.to_path_buf(),
                 events,
                 daemon,
@@ -160,6 +161,16 @@ impl LocalExecutor {
                 no_clone3: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Replaces the run-as and command policy for every later spawn (SIGHUP).
+    /// Runs already started keep the identity they were started with.
+    pub fn set_policy(&self, policy: ExecPolicy) {
+        *self
+            .inner
+            .policy
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = policy;
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunHandle>>> {
@@ -192,7 +203,13 @@ impl LocalExecutor {
                 spec.key
             )));
         }
-        let prepared = super::policy::prepare(&inner.policy, &inner.daemon, &spec)?;
+        let prepared = {
+            let policy = inner
+                .policy
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            super::policy::prepare(&policy, &inner.daemon, &spec)?
+        };
         let mut cgroup: Option<RunCgroup> = inner.cgroups.as_ref().and_then(|root| {
             root.create_run(&escape_key(&spec.key), &spec.limits)
                 .map_err(|e| tracing::warn!(key = %spec.key, error = %e, "run goes without its own cgroup"))

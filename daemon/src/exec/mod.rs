@@ -78,6 +78,19 @@ impl Executor {
         LocalExecutor::new(policy, state_dir, events).map(Executor::Local)
     }
 
+    /// Replaces the policy of an in-process executor and returns true; a
+    /// remote executor reads the config itself on SIGHUP (a compromised agent
+    /// must not be able to widen it), so this returns false.
+    pub fn set_policy(&self, policy: ExecPolicy) -> bool {
+        match self {
+            Executor::Local(e) => {
+                e.set_policy(policy);
+                true
+            }
+            Executor::Remote(_) => false,
+        }
+    }
+
     pub fn uses_cgroups(&self) -> bool {
         match self {
             Executor::Local(e) => e.uses_cgroups(),

@@ -11,6 +11,7 @@ pub use adopt::forward_adopted;
 pub mod agent;
 mod client;
 pub mod notify;
+pub mod sandbox;
 mod supervisor;
 pub mod wire;
 

@@ -91,9 +91,13 @@ pub fn run_executor(cfg: &Config, config_path: &Path) -> ExitCode {
     let agent_pid = Arc::new(AtomicI32::new(0));
     {
         let (stopping, agent_pid) = (stopping.clone(), agent_pid.clone());
+        let policy = PolicySource {
+            config_path: config_path.to_path_buf(),
+            exec: exec.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name("signals".into())
-            .spawn(move || forward_signals(sigs, &stopping, &agent_pid));
+            .spawn(move || forward_signals(sigs, &stopping, &agent_pid, &policy));
         if let Err(e) = spawned {
             eprintln!("cronsund: cannot start the signal thread: {e}");
             return ExitCode::FAILURE;
@@ -328,7 +332,40 @@ pub(crate) fn check_spec(spec: &RunSpec) -> Result<(), SpawnError> {
     Ok(())
 }
 
-fn forward_signals(sigs: SigSet, stopping: &AtomicBool, agent_pid: &AtomicI32) {
+/// Where the executor re-reads its policy on SIGHUP: from the config file
+/// itself, never from the agent.
+struct PolicySource {
+    config_path: PathBuf,
+    exec: LocalExecutor,
+}
+
+impl PolicySource {
+    fn reload(&self) {
+        match Config::load(&self.config_path, true) {
+            Ok(cfg) => {
+                if let Err(e) = crate::logging::set_level(&cfg.log.level) {
+                    error!("SIGHUP: {e}");
+                }
+                let p = cfg.exec_policy();
+                info!(
+                    default_run_as = %p.default_run_as,
+                    allowed_users = ?p.allowed_users,
+                    allowed_commands = ?p.allowed_commands,
+                    "SIGHUP: executor reloaded the run_as and command policy"
+                );
+                self.exec.set_policy(p);
+            }
+            Err(e) => error!("SIGHUP: executor keeps its policy; the config is rejected: {e}"),
+        }
+    }
+}
+
+fn forward_signals(
+    sigs: SigSet,
+    stopping: &AtomicBool,
+    agent_pid: &AtomicI32,
+    policy: &PolicySource,
+) {
     loop {
         let sig = match sigs.wait() {
             Ok(s) => s,
@@ -337,7 +374,9 @@ fn forward_signals(sigs: SigSet, stopping: &AtomicBool, agent_pid: &AtomicI32) {
                 return;
             }
         };
-        if sig != Signal::SIGHUP {
+        if sig == Signal::SIGHUP {
+            policy.reload();
+        } else {
             stopping.store(true, Ordering::SeqCst);
         }
         let pid = agent_pid.load(Ordering::SeqCst);

@@ -14,6 +14,7 @@
 //! All time is read through [`Clock`]; one task owns all state, so there is
 //! no locking on the scheduling path.
 
+mod cluster;
 mod launcher;
 mod plan;
 pub mod records;
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use cronsun_proto::job::{Concurrency, OnLost};
+use cronsun_proto::job::{Concurrency, JobKind, OnLost};
 use cronsun_proto::run::{RunRecord, RunStatus, Trigger};
 use cronsun_proto::schedule::JobSchedule;
 use cronsun_proto::{ids, Job};
@@ -41,6 +42,7 @@ use crate::faults;
 use crate::metrics::{DirectionLabel, Metrics};
 use crate::store::{ClaimOutcome, ClaimRequest, CoordStore, Expect, JobEvent, RunStore};
 
+pub use cluster::ClusterView;
 pub use launcher::{Launch, Launched, Launcher};
 pub use plan::{default_start_deadline, plan, DuePlan, PlanInput};
 pub use records::NodeIdentity;
@@ -69,6 +71,20 @@ pub enum Command {
         paused: bool,
         reply: oneshot::Sender<()>,
     },
+    /// New limits from a config reload (SIGHUP).
+    SetLimits {
+        limits: Limits,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The `[scheduler]` settings that a reload changes in place; `lead` and
+/// the state dir need a restart (timers already set use the old lead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub drain_timeout: Duration,
+    pub step_tolerance: Duration,
+    pub max_concurrent: u32,
 }
 
 /// Why a request from the API was refused.
@@ -125,6 +141,11 @@ impl SchedulerHandle {
     pub async fn set_global_pause(&self, paused: bool) -> Result<(), RequestError> {
         self.ask(|reply| Command::SetGlobalPause { paused, reply })
             .await
+    }
+
+    /// Applies reloaded limits; returns once the scheduler uses them.
+    pub async fn set_limits(&self, limits: Limits) -> Result<(), RequestError> {
+        self.ask(|reply| Command::SetLimits { limits, reply }).await
     }
 
     pub fn next_run(&self, job_id: &str) -> Option<Timestamp> {
@@ -192,6 +213,8 @@ pub struct Parts {
     /// Runs a previous agent started that the executor still reports (privsep).
     pub adopted: std::collections::HashSet<String>,
     pub metrics: Metrics,
+    /// Cluster mode: claim ranking and self-fencing of `one` jobs.
+    pub cluster: Option<Arc<dyn ClusterView>>,
 }
 
 pub struct Scheduler {
@@ -220,6 +243,9 @@ pub struct Scheduler {
     recording: usize,
     commands: mpsc::Receiver<Command>,
     job_events: broadcast::Receiver<JobEvent>,
+    cluster: Option<Arc<dyn ClusterView>>,
+    /// Fence epochs of the cluster view (never changes in standalone mode).
+    fences: watch::Receiver<u64>,
 }
 
 use timeline::Timeline;
@@ -238,6 +264,10 @@ impl Scheduler {
             finished: broadcast::channel(1024).0,
         });
         let job_events = p.coord.subscribe();
+        let fences = p
+            .cluster
+            .as_ref()
+            .map_or_else(|| watch::channel(0).1, |c| c.fences());
         let p_adopted = p.adopted;
         let now = p.clock.now();
         let mono = p.clock.monotonic();
@@ -266,6 +296,8 @@ impl Scheduler {
             recording: 0,
             commands,
             job_events,
+            cluster: p.cluster,
+            fences,
         };
         s.resync().await?;
         s.recover_lost(p_adopted).await?;
@@ -295,6 +327,7 @@ impl Scheduler {
                 Some(r) = self.recorded.recv() => self.on_recorded(r).await,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                 ev = self.job_events.recv() => self.on_job_event(ev).await,
+                Ok(()) = self.fences.changed() => self.on_fenced(),
                 _ = self.clock.sleep_until(wake) => self.on_tick().await,
             }
         }
@@ -417,6 +450,53 @@ impl Scheduler {
         self.reschedule(&id);
     }
 
+    // ---- cluster ------------------------------------------------------------
+
+    /// How long after `t - lead` this node tries to claim `t` (cluster
+    /// `one` jobs wait for their rank; everything else claims at once).
+    fn claim_offset(&self, id: &str, t: Timestamp) -> Duration {
+        self.cluster_turn(id, t).flatten().unwrap_or_default()
+    }
+
+    /// `None`: not a cluster `one` job. `Some(None)`: this node does not
+    /// try instant `t` (another node decides it).
+    fn cluster_turn(&self, id: &str, t: Timestamp) -> Option<Option<Duration>> {
+        let c = self.cluster.as_ref()?;
+        let slot = self.jobs.get(id)?;
+        (slot.job.kind == JobKind::One).then(|| c.claim_offset(id, t))
+    }
+
+    fn decided_elsewhere(&self, id: &str, t: Timestamp) -> bool {
+        matches!(self.cluster_turn(id, t), Some(None))
+    }
+
+    /// The node lost its lease: another node may claim its `one` jobs' next
+    /// instants, so its running `one` runs are killed at once.
+    fn on_fenced(&mut self) {
+        let keys: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.job.kind == JobKind::One)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        warn!(
+            runs = keys.len(),
+            "self-fenced: killing this node's `one` runs"
+        );
+        for key in keys {
+            if let Some(a) = self.active.get_mut(&key) {
+                a.record.reason = Some(
+                    "self-fenced: this node's etcd lease was not renewed in time, so another node may run the job"
+                        .into(),
+                );
+            }
+            self.kill_run(&key, KillReason::Requested);
+        }
+    }
+
     fn remove_job(&mut self, id: &str) {
         self.jobs.remove(id);
         self.timeline.set(id, None);
@@ -436,7 +516,8 @@ impl Scheduler {
             }
         });
         let lead = signed(self.cfg.lead);
-        self.timeline.set(id, next.map(|t| t - lead));
+        let offset = next.map_or(SignedDuration::ZERO, |t| signed(self.claim_offset(id, t)));
+        self.timeline.set(id, next.map(|t| t - lead + offset));
         let mut nr = write(&self.shared.next_runs);
         match next {
             Some(t) => nr.insert(id.to_string(), t),
@@ -565,6 +646,10 @@ impl Scheduler {
                 continue;
             }
             let t = p.start[0];
+            if self.decided_elsewhere(&id, t) {
+                self.decided(&id, t);
+                continue;
+            }
             let admission = self.admission(&job);
             let rec = self.instant_record(&job, t, RunStatus::Running);
             let rec = match &admission {
@@ -617,7 +702,11 @@ impl Scheduler {
             "not started within its start deadline ({}) — the daemon was down, the clock stepped, or the node was overloaded",
             cronsun_proto::Dur(deadline)
         );
-        if let Some((count, first, last)) = due.summarised {
+        // Cluster `one` jobs: only claimed decisions. Writes without a claim
+        // (older missed instants, summaries, catch-ups) could come from every
+        // node, or contradict the node that ran the instant.
+        let claimed_only = self.cluster_turn(&job.id, now).is_some();
+        if let Some((count, first, last)) = due.summarised.filter(|_| !claimed_only) {
             let run_id = format!(
                 "{}~missed~{}~{}",
                 job.id,
@@ -642,6 +731,11 @@ impl Scheduler {
             Some((l, o)) => (Some(*l), o),
             None => (None, &[][..]),
         };
+        let (older, catchup) = if claimed_only {
+            (&[][..], &[][..])
+        } else {
+            (older, &due.catchup[..])
+        };
         for t in older {
             let rec = self.instant_record(job, *t, RunStatus::Missed);
             self.write(records::settled(
@@ -652,7 +746,7 @@ impl Scheduler {
             ))
             .await;
         }
-        for t in &due.catchup {
+        for t in catchup {
             let run_id = records::scheduled_run_id(job, *t, &self.node);
             let rec = records::new_record(
                 job,
@@ -666,7 +760,7 @@ impl Scheduler {
             self.start_unclaimed(job, rec, now).await;
         }
         // The last missed instant moves the watermark with its record.
-        if let Some(t) = last_missed {
+        if let Some(t) = last_missed.filter(|t| !self.decided_elsewhere(&job.id, *t)) {
             let rec = self.instant_record(job, t, RunStatus::Missed);
             let rec = records::settled(rec, RunStatus::Missed, missed_reason.clone(), now);
             if matches!(
@@ -692,6 +786,9 @@ impl Scheduler {
     /// Claims instant `t` and launches it (or records it `skipped`).
     /// Returns false if the job changed meanwhile.
     async fn start_instant(&mut self, job: &Arc<Job>, t: Timestamp) -> bool {
+        if self.decided_elsewhere(&job.id, t) {
+            return true;
+        }
         let now = self.clock.now();
         let mut rec = self.instant_record(job, t, RunStatus::Running);
         let admission = self.admission(job);
@@ -1224,6 +1321,12 @@ impl Scheduler {
             }
             Command::SetGlobalPause { paused, reply } => {
                 self.set_global_pause(paused).await;
+                let _ = reply.send(());
+            }
+            Command::SetLimits { limits, reply } => {
+                self.cfg.drain_timeout = limits.drain_timeout;
+                self.cfg.step_tolerance = limits.step_tolerance;
+                self.cfg.max_concurrent = limits.max_concurrent;
                 let _ = reply.send(());
             }
         }

@@ -68,6 +68,14 @@ struct Node {
 
 impl Node {
     async fn start(dir: tempfile::TempDir, clock: ManualClock) -> Node {
+        Node::start_in(dir, clock, None).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        cluster: Option<Arc<dyn ClusterView>>,
+    ) -> Node {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("debug")
@@ -99,6 +107,7 @@ impl Node {
             exec_events: rx,
             adopted: Default::default(),
             metrics: Metrics::new(),
+            cluster,
         })
         .await
         .expect("scheduler");
@@ -569,4 +578,106 @@ async fn lord_howe_half_hour_fold_fires_a_wall_time_once() {
         "once per day, not twice on the fold day: {recs:#?}"
     );
     n.shutdown().await;
+}
+
+/// A cluster view whose answers the test sets.
+struct FakeCluster {
+    /// `None`: this node does not try; `Some(d)`: it tries `d` after `T - lead`.
+    turn: std::sync::Mutex<Option<Duration>>,
+    fences: watch::Sender<u64>,
+}
+
+impl ClusterView for FakeCluster {
+    fn claim_offset(&self, _job: &str, _t: Timestamp) -> Option<Duration> {
+        *self.turn.lock().expect("lock")
+    }
+    fn fences(&self) -> watch::Receiver<u64> {
+        self.fences.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn cluster_turns_and_fences_apply_to_one_jobs_only() {
+    let clock = ManualClock::new(ts("2026-05-01T00:00:00Z"));
+    let cluster = Arc::new(FakeCluster {
+        turn: std::sync::Mutex::new(None),
+        fences: watch::channel(0).0,
+    });
+    let mut n = Node::start_in(
+        tempfile::tempdir().expect("tmp"),
+        clock,
+        Some(cluster.clone()),
+    )
+    .await;
+    let now = n.clock.now();
+    n.add(job("one", "* * * * * *", "UTC", serde_json::json!({}), now))
+        .await;
+    let all = serde_json::json!({"kind": "all"});
+    n.add(job("all", "* * * * * *", "UTC", all, now)).await;
+
+    // Not this node's turn: the `one` job's instants pass without a record;
+    // the `all` job runs regardless.
+    n.advance_to(
+        now + SignedDuration::from_secs(3),
+        Duration::from_millis(100),
+    )
+    .await;
+    n.next_finished("all").await;
+    assert!(
+        n.records("one").await.is_empty(),
+        "{:?}",
+        n.records("one").await
+    );
+    assert!(n
+        .handle
+        .next_run("one")
+        .is_some_and(|t| t > now + SignedDuration::from_secs(2)));
+
+    // Its turn, 200 ms after T − lead: the instant starts then.
+    *cluster.turn.lock().expect("lock") = Some(Duration::from_millis(200));
+    n.store
+        .put_job(
+            job(
+                "long",
+                "* * * * * *",
+                "UTC",
+                serde_json::json!({"command": ["sleep", "30"]}),
+                now,
+            ),
+            Expect::Absent,
+            n.clock.now(),
+        )
+        .await
+        .expect("job stored");
+    let t = n.clock.now();
+    n.advance_to(t + SignedDuration::from_secs(2), Duration::from_millis(50))
+        .await;
+    assert!(
+        wait_running(&n, "long").await,
+        "the `one` job did not start on its turn"
+    );
+
+    // Fenced: its `one` runs are killed at once, with the reason.
+    cluster.fences.send_modify(|e| *e += 1);
+    let r = n
+        .next_where("long", |r| r.status == RunStatus::Killed)
+        .await;
+    assert!(
+        r.reason
+            .as_deref()
+            .is_some_and(|s| s.contains("self-fenced")),
+        "{r:?}"
+    );
+    n.shutdown().await;
+}
+
+/// Waits (bounded) until a run of `job_id` is in progress.
+async fn wait_running(n: &Node, job_id: &str) -> bool {
+    for _ in 0..200 {
+        if n.handle.running_count(job_id) > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
 }

@@ -5,10 +5,13 @@
 //! in the state dir implements both; MongoDB and etcd implement the same
 //! traits later. All methods are async and never block a runtime thread.
 
+pub mod auth;
+pub mod etcd;
 pub mod mongo;
 pub mod sqlite;
 pub mod stats;
 
+pub use auth::{Account, AccountWrite, AuthStore, CoordOp, StoredToken};
 pub use sqlite::SqliteStore;
 
 use std::time::Duration;
@@ -99,6 +102,16 @@ pub trait CoordStore: Send + Sync + 'static {
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome>;
     async fn global_pause(&self) -> Result<GlobalPause>;
     async fn set_global_pause(&self, p: GlobalPause) -> Result<()>;
+    /// Applies `ops` in order and appends `audit` (its `after` completed by
+    /// [`auth::fill_after`]), all in one transaction: an API mutation and its
+    /// audit entry commit together or not at all (DESIGN §5). Returns the
+    /// jobs the `PutJob` ops stored, in order.
+    async fn apply_audited(
+        &self,
+        ops: Vec<CoordOp>,
+        audit: cronsun_proto::auth::AuditEntry,
+        now: Timestamp,
+    ) -> Result<Vec<Job>>;
 }
 
 /// Retention of run records.

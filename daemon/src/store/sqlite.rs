@@ -10,6 +10,7 @@
 //!   ([`reader`]) and run beside the writer (WAL);
 //! - job events are published after commit, in commit order.
 
+mod auth;
 pub(crate) mod cursor;
 mod jobs;
 mod reader;
@@ -99,6 +100,32 @@ impl SqliteStore {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.writer
             .run(move |c| Ok((jobs::meta_put(c, &key, &value)?, vec![])))
+            .await
+    }
+
+    /// Applies another store's job changes to the local job table in one
+    /// transaction, with a meta value (e.g. the revision they are as of):
+    /// revisions are kept as given, local watermarks of kept jobs stay.
+    /// Publishes no job events (the other store is the source of those).
+    pub async fn mirror_jobs(
+        &self,
+        puts: Vec<Job>,
+        deletes: Vec<String>,
+        meta: Option<(String, String)>,
+    ) -> Result<()> {
+        self.writer
+            .run(move |c| {
+                for job in &puts {
+                    jobs::mirror_put(c, job)?;
+                }
+                for id in &deletes {
+                    jobs::mirror_delete(c, id)?;
+                }
+                if let Some((k, v)) = &meta {
+                    jobs::meta_put(c, k, v)?;
+                }
+                Ok(((), vec![]))
+            })
             .await
     }
 
@@ -223,6 +250,21 @@ impl CoordStore for SqliteStore {
         self.writer
             .run(move |c| Ok((jobs::set_global_pause(c, &p)?, vec![])))
             .await
+    }
+
+    async fn apply_audited(
+        &self,
+        ops: Vec<super::CoordOp>,
+        audit: cronsun_proto::auth::AuditEntry,
+        now: Timestamp,
+    ) -> Result<Vec<Job>> {
+        let logged = audit.clone();
+        let stored = self
+            .writer
+            .run(move |c| auth::apply_ops(c, ops, audit, now))
+            .await?;
+        auth::journal(&logged);
+        Ok(stored)
     }
 }
 

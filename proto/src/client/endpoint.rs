@@ -1,4 +1,4 @@
-//! Where the API lives: a TCP address (`http://host:port`) or a Unix socket
+//! Where the API lives: a TCP address (`http://host:port`, `https://…`) or a Unix socket
 //! (`unix:/path/to/api.sock`), parsed once from the `--server` string.
 
 use std::path::PathBuf;
@@ -14,6 +14,8 @@ pub(crate) enum Endpoint {
         port: u16,
         authority: String,
         base: String,
+        /// `https://`.
+        tls: bool,
     },
     /// `unix:/path` (also `unix:///path`).
     Unix { path: PathBuf },
@@ -38,13 +40,14 @@ impl Endpoint {
                 path: PathBuf::from(path),
             });
         }
-        if s.starts_with("https://") {
-            return Err(bad(
-                "https is not supported by this cronsun build yet; use the local socket (unix:/run/cronsun/api.sock) or http:// on loopback",
-            ));
-        }
-        let Some(rest) = s.strip_prefix("http://") else {
-            return Err(bad("use http://host:port or unix:/path/to/api.sock"));
+        let (tls, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => {
+                return Err(bad(
+                    "use https://host:port, http://host:port or unix:/path/to/api.sock",
+                ))
+            }
         };
         let (authority, base) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -61,13 +64,14 @@ impl Endpoint {
         if base.contains(['?', '#']) {
             return Err(bad("a query or fragment is not allowed in the server URL"));
         }
-        let (host, port) = split_host_port(authority)
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })
             .ok_or_else(|| bad("expected host:port with a port between 1 and 65535"))?;
         Ok(Endpoint::Tcp {
             host,
             port,
             authority: authority.to_string(),
             base: base.trim_end_matches('/').to_string(),
+            tls,
         })
     }
 
@@ -89,7 +93,7 @@ impl Endpoint {
 }
 
 /// Splits `host[:port]` (`[v6]:port` too); the port defaults to 80.
-fn split_host_port(authority: &str) -> Option<(String, u16)> {
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         let port = match after {
@@ -107,7 +111,7 @@ fn split_host_port(authority: &str) -> Option<(String, u16)> {
         return None;
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return None,
             Ok(p) => p,
@@ -176,9 +180,17 @@ mod tests {
             let e = Endpoint::parse(s).expect_err(s).to_string();
             assert!(e.contains("invalid server address"), "{s}: {e}");
         }
-        let e = Endpoint::parse("https://h:7079")
-            .expect_err("https")
-            .to_string();
-        assert!(e.contains("https is not supported"), "{e}");
+        assert!(matches!(
+            Endpoint::parse("https://h:7079"),
+            Ok(Endpoint::Tcp { tls: true, .. })
+        ));
+        assert!(matches!(
+            Endpoint::parse("https://h"),
+            Ok(Endpoint::Tcp { port: 443, .. })
+        ));
+        assert!(matches!(
+            Endpoint::parse("http://h:7079"),
+            Ok(Endpoint::Tcp { tls: false, .. })
+        ));
     }
 }

@@ -6,9 +6,13 @@
 //! token. Every error says what to do about it: which server could not be
 //! reached, or which credential is missing.
 
+mod auth;
 mod endpoint;
 mod query;
 mod sse;
+mod tls;
+
+pub use tls::CA_FILE_ENV;
 
 use std::time::Duration;
 
@@ -99,7 +103,7 @@ fn describe_api_error(status: StatusCode, e: &ApiError) -> String {
     };
     let hint = match status {
         StatusCode::UNAUTHORIZED => {
-            ": set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
+            ": run `cronsun login`, or set CRONSUN_TOKEN or --token-file to an API token (the admin token is in <state_dir>/admin.token), \
              or use the local socket as root or a member of group cronsun-admin"
         }
         StatusCode::FORBIDDEN => ": your token's role does not allow this",
@@ -132,6 +136,8 @@ fn describe_connect_error(e: &std::io::Error) -> String {
 #[derive(Clone, Debug)]
 pub struct Client {
     endpoint: Endpoint,
+    /// For `https://` servers.
+    tls: Option<tls::Tls>,
     server: String,
     token: Option<HeaderValue>,
     connect_timeout: Duration,
@@ -142,6 +148,19 @@ impl Client {
     /// A client for `server` (`http://host:port` or `unix:/path`), sending
     /// `token` as a Bearer token when given.
     pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let ca_file = std::env::var_os(CA_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        Self::with_ca_file(server, token, ca_file.as_deref())
+    }
+
+    /// [`Client::new`] trusting, for `https://`, the certificates in
+    /// `ca_file` besides the system's (instead of `CRONSUN_CA_FILE`).
+    pub fn with_ca_file(
+        server: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Client, ClientError> {
         let endpoint = Endpoint::parse(server)?;
         let token = match token
             .map(|t| t.trim().to_string())
@@ -156,8 +175,13 @@ impl Client {
                 Some(v)
             }
         };
+        let tls = match &endpoint {
+            Endpoint::Tcp { tls: true, .. } => Some(tls::connector(ca_file)?),
+            _ => None,
+        };
         Ok(Client {
             endpoint,
+            tls,
             server: server.trim().trim_end_matches('/').to_string(),
             token,
             connect_timeout: CONNECT_TIMEOUT,
@@ -441,7 +465,22 @@ impl Client {
                 let stream = self.connect(connect).await?;
                 // Small requests: do not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                self.handshake(stream).await?
+                match &self.tls {
+                    None => self.handshake(stream).await?,
+                    Some(tls) => {
+                        let name =
+                            rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                                ClientError::Request(format!(
+                                    "{host:?} is not a TLS server name: {e}"
+                                ))
+                            })?;
+                        let stream = self
+                            .connect(tls.0.connect(name, stream))
+                            .await
+                            .map_err(|e| self.tls_hint(e))?;
+                        self.handshake(stream).await?
+                    }
+                }
             }
             Endpoint::Unix { path } => {
                 let stream = self.connect(tokio::net::UnixStream::connect(path)).await?;
@@ -452,6 +491,22 @@ impl Client {
             .send_request(req)
             .await
             .map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.server)))
+    }
+
+    /// A TLS failure, with what to do about an untrusted certificate.
+    fn tls_hint(&self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Connect { source, .. }
+                if source.to_string().contains("certificate") =>
+            {
+                ClientError::Request(format!(
+                    "TLS with {} failed: {source} — a cronsund with a self-signed certificate is trusted with \
+                     {CA_FILE_ENV}=/var/lib/cronsun/tls/cert.pem (or --ca-file; its fingerprint is in the daemon's log)",
+                    self.server
+                ))
+            }
+            other => other,
+        }
     }
 
     async fn connect<S>(

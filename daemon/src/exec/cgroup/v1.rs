@@ -1,5 +1,5 @@
-//! cgroup v1 groups under `<hierarchy>/cronsun.runs/` in every mounted v1
-//! hierarchy with a controller we use (memory, pids, cpu, cpuacct,
+//! cgroup v1 groups under `<hierarchy>/<executor's own group>/cronsun.runs/`
+//! in every mounted v1 hierarchy with a controller we use (memory, pids, cpu, cpuacct,
 //! freezer); named hierarchies (`name=systemd`) are left alone.
 //!
 //! Guarantees: members are killed by freezing the group (so none can fork
@@ -36,6 +36,30 @@ impl Hierarchy {
     }
 }
 
+/// The executor's own group in the hierarchy mounted at `mount` with
+/// `controllers`, from `/proc/self/cgroup` (`N:memory:/system.slice/cronsun.service`):
+/// runs are created under it, so they stay inside what systemd delegated to
+/// the unit (and inside any limit on the daemon's group) rather than at the
+/// hierarchy's root. v1 allows processes in inner groups, so nothing moves.
+/// Falls back to the root when that group is not visible under `mount`.
+fn delegated_base(
+    mount: &std::path::Path,
+    proc_self_cgroup: &str,
+    controllers: &[String],
+) -> PathBuf {
+    let own = proc_self_cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, set, path) = (parts.next()?, parts.next()?, parts.next()?);
+        set.split(',')
+            .any(|c| controllers.iter().any(|x| x == c))
+            .then(|| path.trim().trim_start_matches('/').to_string())
+    });
+    match own {
+        Some(rel) if !rel.is_empty() && mount.join(&rel).is_dir() => mount.join(rel),
+        _ => mount.to_path_buf(),
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Root {
     hierarchies: Vec<Hierarchy>,
@@ -55,7 +79,8 @@ impl Root {
             if controllers.is_empty() {
                 continue;
             }
-            let path = m.point.join(super::SUBTREE);
+            let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let path = delegated_base(&m.point, &own, &controllers).join(super::SUBTREE);
             match ensure_dir(&path) {
                 Ok(()) => hierarchies.push(Hierarchy { path, controllers }),
                 Err(e) => errors.push(e),
@@ -258,5 +283,25 @@ mod tests {
         assert_eq!(root.hierarchies.len(), 1);
         assert!(root.controllers().memory && !root.controllers().pids);
         assert!(!dir.path().join("systemd/cronsun.runs").exists());
+    }
+
+    #[test]
+    fn runs_go_under_the_executors_own_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = dir.path().join("memory");
+        fs::create_dir_all(mount.join("system.slice/cronsun.service")).expect("mkdir");
+        let own = "9:name=systemd:/system.slice/cronsun.service\n\
+                   4:memory:/system.slice/cronsun.service\n\
+                   2:cpu,cpuacct:/\n0::/system.slice/cronsun.service\n";
+        let memory = vec!["memory".to_string()];
+        assert_eq!(
+            delegated_base(&mount, own, &memory),
+            mount.join("system.slice/cronsun.service")
+        );
+        // At the root, or a group not visible under this mount: the root.
+        let cpu = vec!["cpu".to_string(), "cpuacct".to_string()];
+        assert_eq!(delegated_base(&mount, own, &cpu), mount);
+        let elsewhere = "4:memory:/not/mounted/here\n";
+        assert_eq!(delegated_base(&mount, elsewhere, &memory), mount);
     }
 }

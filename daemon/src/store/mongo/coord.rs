@@ -84,4 +84,12 @@ impl CoordStore for SpooledCoord {
     async fn set_global_pause(&self, p: GlobalPause) -> Result<()> {
         self.store.set_global_pause(p).await
     }
+    async fn apply_audited(
+        &self,
+        ops: Vec<crate::store::CoordOp>,
+        audit: cronsun_proto::auth::AuditEntry,
+        now: Timestamp,
+    ) -> Result<Vec<Job>> {
+        self.store.apply_audited(ops, audit, now).await
+    }
 }

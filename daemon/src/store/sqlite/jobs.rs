@@ -244,3 +244,30 @@ pub(super) fn meta_put(conn: &Connection, key: &str, value: &str) -> Result<()> 
     .map_err(backend("write meta"))?;
     Ok(())
 }
+
+/// Writes jobs as another store holds them (cluster mode keeps the last
+/// known job set here): the given revision is kept, an existing row keeps
+/// its watermark, a new row has none (its first instant is after now).
+pub(super) fn mirror_put(conn: &Connection, job: &Job) -> Result<()> {
+    let body = serde_json::to_string(job)
+        .map_err(|e| StoreError::Backend(format!("encode job {:?}: {e}", job.id)))?;
+    let created = to_ns(job.created_at.unwrap_or_else(Timestamp::now))?;
+    let updated = to_ns(job.updated_at.unwrap_or_else(Timestamp::now))?;
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, revision, watermark_ns, created_ns, updated_ns, body)
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET revision = excluded.revision,
+           updated_ns = excluded.updated_ns, body = excluded.body",
+    )
+    .and_then(|mut s| s.execute(params![job.id, job.revision as i64, created, updated, body]))
+    .map_err(backend("mirror job"))?;
+    Ok(())
+}
+
+/// Removes a mirrored job (and its local watermark).
+pub(super) fn mirror_delete(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .map_err(backend("mirror delete"))?;
+    Ok(())
+}

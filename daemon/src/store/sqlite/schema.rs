@@ -83,7 +83,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the spool of run-record writes bound for MongoDB (see spool.rs).
     super::spool::MIGRATION,
-    // 3: daily run statistics per job (see stats.rs).
+    // 3: accounts, API tokens, the audit log, shared secrets (see auth.rs).
+    super::auth::MIGRATION,
+    // 4: daily run statistics per job (see stats.rs).
     super::stats::MIGRATION,
 ];
 

@@ -1,0 +1,122 @@
+//! First start (DESIGN §5): the session signing key and the `admin`
+//! account, whose random password goes to `<state_dir>/initial-admin-password`
+//! (mode 0600). The journal gets the path, never the password; the file is
+//! written only when the account is created, so later starts leave it alone.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use cronsun_proto::auth::{Permissions, Role};
+use jiff::Timestamp;
+
+use super::{crypto, password, session};
+use crate::store::{Account, AccountWrite, AuthStore, StoreError};
+
+/// File holding the first admin password.
+pub const PASSWORD_FILE: &str = "initial-admin-password";
+/// Name of the first account.
+pub const ADMIN_USER: &str = "admin";
+
+/// The session key shared through the store (created at first start).
+pub async fn session_key(store: &dyn AuthStore) -> anyhow::Result<session::SessionKey> {
+    let candidate = crypto::random_b64(32);
+    let key = store
+        .shared_secret(session::KEY_NAME, &candidate)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the session key: {e}"))?;
+    Ok(session::SessionKey::new(key.as_bytes()))
+}
+
+/// Creates `admin` with a random password when the store has no account
+/// yet; returns the password file's path when it did.
+pub async fn ensure_admin(
+    store: &dyn AuthStore,
+    state_dir: &Path,
+) -> anyhow::Result<Option<PathBuf>> {
+    if !store
+        .accounts()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read accounts: {e}"))?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let secret = crypto::random_b64(18);
+    let hash = password::hash(secret.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let account = Account {
+        user: ADMIN_USER.into(),
+        password_hash: hash,
+        role: Role::Admin,
+        groups: vec![],
+        permissions: Permissions {
+            read_output: true,
+            privileged_run_as: true,
+        },
+        created_at: Timestamp::now(),
+        disabled: false,
+        generation: 1,
+    };
+    match store.put_account(account, AccountWrite::Create, None).await {
+        Ok(()) => {}
+        // Another node of a cluster won the bootstrap.
+        Err(StoreError::Exists(_)) => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("cannot create the admin account: {e}")),
+    }
+    let path = state_dir.join(PASSWORD_FILE);
+    write_secret_file(&path, &secret)?;
+    Ok(Some(path))
+}
+
+/// Writes `text` to a file only its owner may read (replacing a stale one).
+fn write_secret_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    writeln!(f, "{text}").map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    f.sync_all()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[tokio::test]
+    async fn admin_is_created_once_with_a_private_password_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::SqliteStore::open(&dir.path().join("c.db")).expect("open");
+        let path = ensure_admin(&store, dir.path())
+            .await
+            .expect("bootstrap")
+            .expect("created");
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let pw = std::fs::read_to_string(&path).expect("read");
+        let admin = store
+            .account(ADMIN_USER)
+            .await
+            .expect("get")
+            .expect("admin");
+        assert!(password::verify(pw.trim().to_string(), Some(admin.password_hash)).await);
+        assert_eq!(ensure_admin(&store, dir.path()).await.expect("again"), None);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), pw);
+        let k1 = session_key(&store).await.expect("key");
+        let k2 = session_key(&store).await.expect("key");
+        let c = session::Claims {
+            u: "a".into(),
+            g: 1,
+            exp: 1,
+            n: "n".into(),
+        };
+        assert_eq!(k2.open(&k1.seal(&c)), Some(c));
+    }
+}

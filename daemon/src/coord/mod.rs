@@ -1,0 +1,4 @@
+//! Cluster coordination above the stores: serving the API from the web
+//! leader (DESIGN §1: every other node reverse-proxies to it).
+
+pub mod proxy;
