@@ -56,11 +56,7 @@ impl Etcd {
 
     #[track_caller]
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("etcd.log"))
-            .expect("open the etcd log");
+        let log = crate::procs::append_log(&self.dir.path().join("etcd.log"));
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(binary())

@@ -94,11 +94,7 @@ impl Ferret {
 
     #[track_caller]
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("ferretdb.log"))
-            .expect("open the FerretDB log");
+        let log = crate::procs::append_log(&self.dir.path().join("ferretdb.log"));
         let data = self.dir.path().join("data");
         std::fs::create_dir_all(&data).expect("create the FerretDB data dir");
         let mut cmd = Command::new(binary());

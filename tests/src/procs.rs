@@ -208,3 +208,13 @@ impl Drop for MarkerGuard {
         }
     }
 }
+
+/// A server's log file, opened for appending (restarts add to it).
+#[track_caller]
+pub fn append_log(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open the log {}: {e}", path.display()))
+}
