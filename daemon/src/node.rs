@@ -76,6 +76,20 @@ pub fn write_private(path: &Path, content: &[u8], keep: bool) -> std::io::Result
     }
 }
 
+/// Replaces `path` with a new file of `mode` holding `data`, synced: a stale
+/// file is removed first, so the mode and owner are always the new file's
+/// (never those of whatever was there).
+pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
 /// The admin token: created at first start in `state_dir/admin.token`
 /// (0600); only its path is ever logged.
 pub fn admin_token(state_dir: &Path) -> std::io::Result<(String, PathBuf, bool)> {

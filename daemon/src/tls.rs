@@ -4,9 +4,7 @@
 //! does. rustls with the `ring` provider; connections are served by hyper
 //! (HTTP/1.1) with the same router as plain HTTP.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -87,15 +85,7 @@ pub fn self_signed(state_dir: &Path, names: &[String]) -> anyhow::Result<(Tls, b
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
+    crate::node::replace_file(path, data, mode)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -3,8 +3,6 @@
 //! (mode 0600). The journal gets the path, never the password; the file is
 //! written only when the account is created, so later starts leave it alone.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use cronsun_proto::auth::{Permissions, Role};
@@ -66,23 +64,10 @@ pub async fn ensure_admin(
         Err(e) => return Err(anyhow::anyhow!("cannot create the admin account: {e}")),
     }
     let path = state_dir.join(PASSWORD_FILE);
-    write_secret_file(&path, &secret)?;
-    Ok(Some(path))
-}
-
-/// Writes `text` to a file only its owner may read (replacing a stale one).
-fn write_secret_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    writeln!(f, "{text}").map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    f.sync_all()
+    // Readable only by its owner; a stale file is replaced.
+    crate::node::replace_file(&path, format!("{secret}\n").as_bytes(), 0o600)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(())
+    Ok(Some(path))
 }
 
 #[cfg(test)]
