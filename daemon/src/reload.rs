@@ -141,8 +141,15 @@ impl Live {
             info!("SIGHUP: config unchanged");
             return;
         }
-        for key in &changes.applied {
-            self.apply(key, &effective).await;
+        // Once per section: three changed scheduler keys are one update.
+        let mut sections: Vec<&str> = changes
+            .applied
+            .iter()
+            .filter_map(|k| k.split('.').next())
+            .collect();
+        sections.dedup();
+        for section in sections {
+            self.apply(section, &effective).await;
         }
         *running = effective;
         if !changes.applied.is_empty() {
@@ -156,9 +163,9 @@ impl Live {
         }
     }
 
-    async fn apply(&self, key: &str, cfg: &Config) {
-        match key.split('.').next() {
-            Some("log") => match logging::set_level(&cfg.log.level) {
+    async fn apply(&self, section: &str, cfg: &Config) {
+        match section {
+            "log" => match logging::set_level(&cfg.log.level) {
                 Ok(LevelChange::Applied) => {}
                 Ok(LevelChange::OverriddenByEnv) => warn!(
                     "SIGHUP: log.level changed but {} is set and keeps precedence",
@@ -167,15 +174,15 @@ impl Live {
                 Ok(LevelChange::NotReloadable) => {}
                 Err(e) => error!("SIGHUP: {e}"),
             },
-            Some("retention") => {
+            "retention" => {
                 self.retention.send_replace(retention(cfg));
             }
-            Some("scheduler") => {
+            "scheduler" => {
                 if let Err(e) = self.sched.set_limits(limits(cfg)).await {
-                    error!("SIGHUP: cannot apply {key}: {e}");
+                    error!("SIGHUP: cannot apply the [scheduler] limits: {e}");
                 }
             }
-            Some("security") => {
+            "security" => {
                 // The remote executor has re-read the file itself.
                 self.exec.set_policy(cfg.exec_policy());
             }
