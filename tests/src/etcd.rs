@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::daemon::free_port;
@@ -116,10 +114,7 @@ impl Etcd {
 
     /// SIGKILL, and wait until it has exited.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
-            let _ = c.wait();
-        }
+        crate::procs::kill_and_reap(&mut self.child);
     }
 
     /// Starts it again on the same ports and data.

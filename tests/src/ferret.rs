@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde::Deserialize;
 use tempfile::TempDir;
 
@@ -150,10 +148,7 @@ impl Ferret {
 
     /// SIGKILL, and wait until it has exited.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
-            let _ = c.wait();
-        }
+        crate::procs::kill_and_reap(&mut self.child);
     }
 
     /// Starts it again on the same port and data.

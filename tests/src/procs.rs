@@ -218,3 +218,12 @@ pub fn append_log(path: &std::path::Path) -> std::fs::File {
         .open(path)
         .unwrap_or_else(|e| panic!("open the log {}: {e}", path.display()))
 }
+
+/// SIGKILLs a server the harness started and reaps it (no-op when it is
+/// not running); `child` is left empty.
+pub fn kill_and_reap(child: &mut Option<std::process::Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+        let _ = c.wait();
+    }
+}

@@ -77,6 +77,17 @@ impl Drop for Started {
     }
 }
 
+/// What both packages install.
+const CONTENT: [&str; 7] = [
+    "/usr/bin/cronsund",
+    "/usr/bin/cronsun",
+    "/usr/lib/systemd/system/cronsun.service",
+    "/usr/lib/sysusers.d/cronsun.conf",
+    "/usr/lib/tmpfiles.d/cronsun.conf",
+    "/etc/cronsun/cronsun.toml",
+    "/usr/share/man/man8/cronsund.8",
+];
+
 #[test]
 fn deb_installs_runs_and_purges() {
     if !enabled() {
@@ -98,17 +109,10 @@ fn deb_installs_runs_and_purges() {
     let (ok, out) = sh("dpkg", &["-i", &deb.to_string_lossy()]);
     assert!(ok, "dpkg -i failed:\n{out}");
     let (_, files) = sh("dpkg", &["-L", "cronsun"]);
-    for f in [
-        "/usr/bin/cronsund",
-        "/usr/bin/cronsun",
-        "/usr/lib/systemd/system/cronsun.service",
-        "/usr/lib/sysusers.d/cronsun.conf",
-        "/usr/lib/tmpfiles.d/cronsun.conf",
-        "/etc/cronsun/cronsun.toml",
-        "/usr/share/man/man8/cronsund.8",
+    for f in CONTENT.iter().chain(&[
         "/usr/share/man/man1/cronsun.1",
         "/usr/share/bash-completion/completions/cronsun",
-    ] {
+    ]) {
         assert!(files.contains(f), "{f} not in the package:\n{files}");
     }
     let (_, conffiles) = sh("dpkg-query", &["-W", "-f=${Conffiles}", "cronsun"]);
@@ -279,15 +283,7 @@ fn rpm_has_the_same_content_and_scriptlets() {
     let rpm = rpm.to_string_lossy();
     let (ok, files) = sh("rpm", &["-qlp", &rpm]);
     assert!(ok, "{files}");
-    for f in [
-        "/usr/bin/cronsund",
-        "/usr/bin/cronsun",
-        "/usr/lib/systemd/system/cronsun.service",
-        "/usr/lib/sysusers.d/cronsun.conf",
-        "/usr/lib/tmpfiles.d/cronsun.conf",
-        "/etc/cronsun/cronsun.toml",
-        "/usr/share/man/man8/cronsund.8",
-    ] {
+    for f in CONTENT {
         assert!(files.contains(f), "{f} not in the rpm:\n{files}");
     }
     let (ok, scripts) = sh("rpm", &["-qp", "--scripts", &rpm]);
