@@ -48,6 +48,10 @@ pub struct Metrics {
     /// 1 while the MongoDB run store answers, 0 while it does not.
     pub run_store_up: Gauge,
     pub lost_reappeared: Counter,
+    /// Claim asked → answered (including the first record's durable write), seconds.
+    pub claim_latency: Histogram,
+    /// Claims answered only after their instant (the run started late).
+    pub claims_late: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,8 +150,22 @@ impl Metrics {
             "Runs recorded lost that later reported a result",
             lost_reappeared.clone(),
         );
+        let claim_latency = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
+        registry.register(
+            "claim_latency_seconds",
+            "Time to claim an instant in the coordination store, first record durable",
+            claim_latency.clone(),
+        );
+        let claims_late = Counter::default();
+        registry.register(
+            "claims_late",
+            "Claims answered after their instant, so the run started late",
+            claims_late.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            claim_latency,
+            claims_late,
             spool_depth,
             spool_bytes,
             ship_latency,

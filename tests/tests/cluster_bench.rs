@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use cronsun_tests::cluster::Cluster;
-use cronsun_tests::{poll_until, Daemon};
+use cronsun_tests::{poll_until, ConfigOverrides, Daemon};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -35,14 +35,15 @@ fn summary(name: &str, mut v: Vec<f64>) {
     );
 }
 
-/// `cronsun_fire_latency_seconds` buckets summed over the nodes:
+/// A histogram's buckets summed over `nodes` (each node's own /metrics):
 /// (upper bound in seconds, cumulative count).
-fn fire_buckets(c: &Cluster, dead: Option<usize>) -> Vec<(f64, f64)> {
+fn buckets<'a>(nodes: impl IntoIterator<Item = &'a Daemon>, metric: &str) -> Vec<(f64, f64)> {
     let mut sum: BTreeMap<String, f64> = BTreeMap::new();
-    for (_, d) in c.nodes.iter().enumerate().filter(|(i, _)| Some(*i) != dead) {
+    let prefix = format!("{metric}_bucket{{le=\"");
+    for d in nodes {
         let text = d.api_get("/metrics").text();
         for l in text.lines() {
-            let Some(rest) = l.strip_prefix("cronsun_fire_latency_seconds_bucket{le=\"") else {
+            let Some(rest) = l.strip_prefix(prefix.as_str()) else {
                 continue;
             };
             let Some((le, v)) = rest.split_once("\"} ") else {
@@ -57,6 +58,18 @@ fn fire_buckets(c: &Cluster, dead: Option<usize>) -> Vec<(f64, f64)> {
         .collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
+}
+
+const FIRE: &str = "cronsun_fire_latency_seconds";
+const CLAIM: &str = "cronsun_claim_latency_seconds";
+
+/// The cluster's live nodes (all but `dead`).
+fn live(c: &Cluster, dead: Option<usize>) -> impl Iterator<Item = &Daemon> {
+    c.nodes
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| Some(*i) != dead)
+        .map(|(_, d)| d)
 }
 
 /// Percentiles (bucket upper bounds, ms) of the runs between two snapshots.
@@ -84,9 +97,9 @@ fn bucket_summary(name: &str, before: &[(f64, f64)], after: &[(f64, f64)]) {
 }
 
 /// The sum of a metric's samples over every node (each node's own /metrics).
-fn cluster_metric(c: &Cluster, name: &str) -> f64 {
-    c.nodes
-        .iter()
+fn cluster_metric<'a>(nodes: impl IntoIterator<Item = &'a Daemon>, name: &str) -> f64 {
+    nodes
+        .into_iter()
         .map(|d| {
             let text = d.api_get("/metrics").text();
             text.lines()
@@ -123,6 +136,34 @@ fn sleep_until(t: Timestamp) {
     }
 }
 
+/// `n` jobs `bench-NNNNN` running `true` every 10 s, through `d`'s API.
+fn apply_bench_jobs(d: &Daemon, n: usize) {
+    let jobs: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
+    for chunk in jobs.chunks(500) {
+        let body = json!({ "jobs": chunk.iter().map(|id| json!({
+            "id": id, "command": ["true"], "rules": [{ "schedule": "*/10 * * * * *" }],
+        })).collect::<Vec<_>>() });
+        d.api_post("/api/v1/jobs/apply", &body).expect_status(200);
+    }
+}
+
+/// The same jobs on one standalone daemon (same machine, same processes
+/// per burst): the floor the cluster's fire latency is compared with.
+fn standalone_baseline(n: usize, rounds: i64) {
+    let d = Daemon::start(ConfigOverrides::new());
+    apply_bench_jobs(&d, n);
+    let start = next_round(3);
+    sleep_until(start - SignedDuration::from_millis(2000));
+    let f0 = buckets([&d], FIRE);
+    sleep_until(start + SignedDuration::from_secs(10 * rounds) - SignedDuration::from_millis(2000));
+    let f1 = buckets([&d], FIRE);
+    bucket_summary(
+        &format!("standalone baseline, same {n} jobs on one node: fire latency"),
+        &f0,
+        &f1,
+    );
+}
+
 #[test]
 #[ignore = "benchmark: prints figures; run with --ignored --nocapture"]
 fn cluster_benchmark() {
@@ -136,15 +177,7 @@ fn cluster_benchmark() {
         .map(|l| format!("lead = \"{l}\""))
         .unwrap_or_default();
     let mut c = Cluster::start_with(3, &lead);
-    let jobs: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
-    for chunk in jobs.chunks(500) {
-        let body = json!({ "jobs": chunk.iter().map(|id| json!({
-            "id": id, "command": ["true"], "rules": [{ "schedule": "*/10 * * * * *" }],
-        })).collect::<Vec<_>>() });
-        c.nodes[0]
-            .api_post("/api/v1/jobs/apply", &body)
-            .expect_status(200);
-    }
+    apply_bench_jobs(&c.nodes[0], n);
     println!("cluster benchmark: 3 nodes, {n} `one` jobs every 10 s {lead}");
 
     // ---- steady state ------------------------------------------------------
@@ -154,16 +187,20 @@ fn cluster_benchmark() {
         .etcd
         .metric("etcd_debugging_mvcc_current_revision")
         .unwrap_or(0.0);
-    let runs0 = cluster_metric(&c, "cronsun_runs_total");
-    let fire0 = fire_buckets(&c, None);
+    let runs0 = cluster_metric(&c.nodes, "cronsun_runs_total");
+    let fire0 = buckets(live(&c, None), FIRE);
+    let claim0 = buckets(live(&c, None), CLAIM);
+    let late0 = cluster_metric(&c.nodes, "cronsun_claims_late_total");
     let end = start + SignedDuration::from_secs(10 * rounds);
     sleep_until(end - SignedDuration::from_millis(2000));
     let rev1 = c
         .etcd
         .metric("etcd_debugging_mvcc_current_revision")
         .unwrap_or(0.0);
-    let runs = (cluster_metric(&c, "cronsun_runs_total") - runs0) as usize;
-    let fire1 = fire_buckets(&c, None);
+    let runs = (cluster_metric(&c.nodes, "cronsun_runs_total") - runs0) as usize;
+    let fire1 = buckets(live(&c, None), FIRE);
+    let claim1 = buckets(live(&c, None), CLAIM);
+    let late = cluster_metric(&c.nodes, "cronsun_claims_late_total") - late0;
 
     println!(
         "  runs: {runs} of {} instants ({} rounds); etcd revisions {} → {}: {:.3} revisions per `one` run (claims + batched deletes)",
@@ -174,6 +211,15 @@ fn cluster_benchmark() {
         (rev1 - rev0) / runs.max(1) as f64
     );
     bucket_summary("fire latency (started − scheduled)", &fire0, &fire1);
+    if std::env::var_os("CRONSUN_BENCH_LOGS").is_some() {
+        println!("{}", c.nodes[0].logs());
+    }
+    bucket_summary(
+        "claim latency (asked → answered, record durable)",
+        &claim0,
+        &claim1,
+    );
+    println!("  claims answered after their instant: {late}");
 
     // ---- job-change propagation ----------------------------------------------
     // From the API call (through node 0, proxied to the leader) until every
@@ -204,9 +250,9 @@ fn cluster_benchmark() {
     let fstart = next_round(3);
     sleep_until(fstart - SignedDuration::from_secs(1));
     c.nodes[2].kill9();
-    let f0 = fire_buckets(&c, Some(2));
+    let f0 = buckets(live(&c, Some(2)), FIRE);
     sleep_until(fstart + SignedDuration::from_secs(18));
-    let f1 = fire_buckets(&c, Some(2));
+    let f1 = buckets(live(&c, Some(2)), FIRE);
     bucket_summary(
         "fire latency, 2 rounds after kill -9 of a node (a third of the instants ranked it first)",
         &f0,
@@ -228,4 +274,6 @@ fn cluster_benchmark() {
         "  etcd keys after {runs}+ runs: {} ({by_folder:?}) for {n} jobs",
         keys.len()
     );
+    drop(c);
+    standalone_baseline(n, 3);
 }

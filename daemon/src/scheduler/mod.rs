@@ -32,6 +32,7 @@ use cronsun_proto::job::{Concurrency, JobKind, OnLost};
 use cronsun_proto::run::{RunRecord, RunStatus, Trigger};
 use cronsun_proto::schedule::JobSchedule;
 use cronsun_proto::{ids, Job};
+use futures::stream::{FuturesUnordered, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -200,6 +201,13 @@ struct Active {
     /// Runs this one replaces; it starts when they have all ended.
     waiting_on: Vec<String>,
 }
+
+/// Claims asked of the store together (one etcd transaction in cluster mode).
+const CLAIM_CHUNK: usize = 60;
+
+/// An instant of a busy second ready to claim: the job, the instant, how it
+/// may start and its first record.
+type Due = (Arc<Job>, Timestamp, Admission, RunRecord);
 
 /// Everything the scheduler task needs.
 pub struct Parts {
@@ -665,18 +673,47 @@ impl Scheduler {
                 .scheduler_lag
                 .set(now.duration_since(*t).as_secs_f64().max(0.0));
         }
-        let coord = self.coord.clone();
-        let answers = futures::future::join_all(
-            batch
-                .iter()
-                .map(|(job, t, _, rec)| coord.claim(claim_request(job, *t, rec))),
-        )
-        .await;
-        for ((job, t, admission, mut rec), res) in batch.into_iter().zip(answers) {
+        // Claims go to the store in chunks, all at once; each chunk's
+        // answers are acted on as they arrive: a won claim goes to the
+        // launcher at once instead of waiting for the slowest chunk (the
+        // launcher still starts it at its instant, not earlier).
+        let mut answers: FuturesUnordered<_> = FuturesUnordered::new();
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
+            let chunk: Vec<_> = batch.by_ref().take(CLAIM_CHUNK).collect();
+            let coord = self.coord.clone();
+            let asked = std::time::Instant::now();
+            answers.push(async move {
+                let reqs = chunk
+                    .iter()
+                    .map(|(job, t, _, rec)| claim_request(job, *t, rec))
+                    .collect();
+                let res = coord.claim_many(reqs).await;
+                (chunk, res, asked.elapsed())
+            });
+        }
+        while let Some((chunk, res, took)) = answers.next().await {
+            self.metrics.claim_latency.observe(took.as_secs_f64());
+            self.act_on_claims(chunk, res, now).await;
+        }
+        rest
+    }
+
+    /// Launches the won claims of a chunk and moves each job on.
+    async fn act_on_claims(
+        &mut self,
+        chunk: Vec<Due>,
+        answers: Vec<crate::store::Result<ClaimOutcome>>,
+        now: Timestamp,
+    ) {
+        for ((job, t, admission, mut rec), res) in chunk.into_iter().zip(answers) {
             match self.claim_outcome(&job, t, &rec, res).await {
                 ClaimResult::Won(fence) => {
                     if rec.status == RunStatus::Running {
                         faults::hit("die_after_claim");
+                        if self.clock.now() > t {
+                            self.metrics.claims_late.inc();
+                        }
                         rec.fence = Some(fence);
                         self.launch(job.clone(), rec, t, &admission);
                     }
@@ -687,7 +724,6 @@ impl Scheduler {
                 ClaimResult::StoreFailed => self.retry_later(&job.id, now),
             }
         }
-        rest
     }
 
     /// Records missed instants, starts catch-ups and claims startable

@@ -100,6 +100,12 @@ pub trait CoordStore: Send + Sync + 'static {
     /// Moves the watermark to `t` unconditionally (resume resets it to now).
     async fn set_watermark(&self, job_id: &str, t: Timestamp) -> Result<()>;
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome>;
+    /// Several claims at once (a busy second), answered in request order.
+    /// Each answer means what [`CoordStore::claim`]'s would; a store may
+    /// commit them together.
+    async fn claim_many(&self, reqs: Vec<ClaimRequest>) -> Vec<Result<ClaimOutcome>> {
+        futures::future::join_all(reqs.into_iter().map(|r| self.claim(r))).await
+    }
     async fn global_pause(&self) -> Result<GlobalPause>;
     async fn set_global_pause(&self, p: GlobalPause) -> Result<()>;
     /// Applies `ops` in order and appends `audit` (its `after` completed by

@@ -15,6 +15,7 @@
 //! - `all` jobs never write to etcd at fire time: their watermarks and
 //!   claims are local (SQLite, with the first record in the spool).
 
+mod batch;
 mod client;
 mod follow;
 pub mod keys;
@@ -1087,6 +1088,10 @@ impl CoordStore for EtcdCoord {
                 out => Ok(out),
             },
         }
+    }
+
+    async fn claim_many(&self, reqs: Vec<ClaimRequest>) -> Vec<Result<ClaimOutcome>> {
+        self.claim_batch(reqs).await
     }
 
     async fn global_pause(&self) -> Result<GlobalPause> {
