@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::store::etcd::clock_health::ClockGauges;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     pub status: String,
@@ -48,6 +50,7 @@ pub struct Metrics {
     /// 1 while the MongoDB run store answers, 0 while it does not.
     pub run_store_up: Gauge,
     pub lost_reappeared: Counter,
+    clock: ClockGauges,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,7 +149,19 @@ impl Metrics {
             "Runs recorded lost that later reported a result",
             lost_reappeared.clone(),
         );
+        let clock = ClockGauges::default();
+        registry.register(
+            "clock_offset_seconds",
+            "This node's clock minus the median of the cluster's clocks (cluster mode)",
+            clock.offset.clone(),
+        );
+        registry.register(
+            "clock_healthy",
+            "1 while this node's clock is healthy enough to claim `one` instants (cluster mode)",
+            clock.healthy.clone(),
+        );
         Metrics {
+            clock,
             registry: Arc::new(registry),
             spool_depth,
             spool_bytes,
@@ -164,6 +179,11 @@ impl Metrics {
             clock_steps,
             store_errors,
         }
+    }
+
+    /// The clock-health gauges, kept by the cluster membership.
+    pub fn clock_gauges(&self) -> ClockGauges {
+        self.clock.clone()
     }
 
     pub fn count_run(&self, status: cronsun_proto::RunStatus) {

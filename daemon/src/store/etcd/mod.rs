@@ -15,6 +15,7 @@
 //! - `all` jobs never write to etcd at fire time: their watermarks and
 //!   claims are local (SQLite, with the first record in the spool).
 
+pub mod clock_health;
 mod client;
 mod follow;
 pub mod keys;
@@ -141,6 +142,7 @@ pub struct ClusterParts {
     pub runs: Arc<dyn RunStore>,
     /// Where the other nodes reach this node's API (`http://host:port`).
     pub api_url: String,
+    pub clock_gauges: clock_health::ClockGauges,
 }
 
 fn parse_job(kv: &KeyValue, keys: &Keys) -> Option<Job> {
@@ -213,6 +215,7 @@ impl EtcdCoord {
             p.info,
             cfg.require_clock_sync,
             cfg.max_skew.0,
+            p.clock_gauges,
         );
         match member.register().await {
             Ok(()) => {}
@@ -260,6 +263,7 @@ impl EtcdCoord {
         let tasks = vec![
             tokio::spawn(member.clone().keep_alive(stop.clone())),
             tokio::spawn(member.clone().watch_fence(stop.clone())),
+            tokio::spawn(member.clone().refresh(stop.clone())),
             tokio::spawn(member.clone().follow_peers(stop.clone())),
             tokio::spawn(follow(
                 etcd.clone(),
