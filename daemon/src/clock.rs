@@ -104,8 +104,7 @@ fn parse_test_offset(v: Option<&str>) -> Result<Option<SignedDuration>, String> 
     let d: cronsun_proto::Dur = abs
         .parse()
         .map_err(|e| format!("{TEST_OFFSET_ENV}={v:?}: {e} (e.g. \"3s\" or \"-1500ms\")"))?;
-    let d = SignedDuration::try_from(d.0)
-        .map_err(|e| format!("{TEST_OFFSET_ENV}={v:?}: {e}"))?;
+    let d = SignedDuration::try_from(d.0).map_err(|e| format!("{TEST_OFFSET_ENV}={v:?}: {e}"))?;
     Ok(Some(if neg { -d } else { d }))
 }
 

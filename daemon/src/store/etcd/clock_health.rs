@@ -306,7 +306,10 @@ mod tests {
         let (a, b) = (health("a"), health("b"));
         exchange(&a, &b, -300, 2, 40, 100);
         let s = a.lock().samples["b"][0];
-        assert!((s.offset_ms - -300.0).abs() <= s.delay_ms as f64 / 2.0, "{s:?}");
+        assert!(
+            (s.offset_ms - -300.0).abs() <= s.delay_ms as f64 / 2.0,
+            "{s:?}"
+        );
         assert_eq!(s.delay_ms, 42);
     }
 
@@ -320,7 +323,13 @@ mod tests {
         assert!(sample("a", &stamp, 10, Instant::now()).is_none());
         a.observe("b", &stamp, 10, Instant::now());
         assert!(!a.lock().samples.contains_key("b"));
-        assert_eq!(a.stamp(11).echoes["b"], Echo { sent_ms: 5, received_ms: 10 });
+        assert_eq!(
+            a.stamp(11).echoes["b"],
+            Echo {
+                sent_ms: 5,
+                received_ms: 10
+            }
+        );
     }
 
     #[test]
@@ -349,7 +358,10 @@ mod tests {
             let v = n.evaluate(["a", "b", "c"], now);
             if n.me == "c" {
                 let p = v.problem.expect("c is unhealthy");
-                assert!(p.contains("+2000 ms") && p.contains("max_skew 500 ms"), "{p}");
+                assert!(
+                    p.contains("+2000 ms") && p.contains("max_skew 500 ms"),
+                    "{p}"
+                );
                 assert_eq!(v.offset, Some(SignedDuration::from_secs(2)));
             } else {
                 assert!(v.ok(), "{}: {v:?}", n.me);
@@ -378,12 +390,17 @@ mod tests {
         // Round trip 600 ms: error bound 300 ms > max_skew / 2.
         exchange(&a, &b, 5000, 300, 300, 10);
         let v = a.evaluate(["a", "b"], Instant::now());
-        assert!(v.problem.is_some_and(|p| p.contains("1 sample(s) too uncertain")));
+        assert!(v
+            .problem
+            .is_some_and(|p| p.contains("1 sample(s) too uncertain")));
         let (a, b) = (health("a"), health("b"));
         exchange(&a, &b, 5000, 1, 1, 10);
         let later = Instant::now() + AGE + Duration::from_secs(1);
         assert!(!a.evaluate(["a", "b"], Instant::now()).ok());
-        assert!(a.evaluate(["a", "b"], later).ok(), "a stale sample is ignored");
+        assert!(
+            a.evaluate(["a", "b"], later).ok(),
+            "a stale sample is ignored"
+        );
     }
 
     #[test]

@@ -357,8 +357,12 @@ impl Membership {
             self.clock.set_healthy(v.ok());
             if was != Some(v.ok()) {
                 match &v.problem {
-                    Some(p) => warn!(offset = ?v.offset, "clock unhealthy: {p}; this node claims no `one` instants until it is healthy"),
-                    None if was.is_some() => info!(offset = ?v.offset, "clock healthy again: this node claims `one` instants again"),
+                    Some(p) => {
+                        warn!(offset = ?v.offset, "clock unhealthy: {p}; this node claims no `one` instants until it is healthy")
+                    }
+                    None if was.is_some() => {
+                        info!(offset = ?v.offset, "clock healthy again: this node claims `one` instants again")
+                    }
                     None => {}
                 }
                 was = Some(v.ok());

@@ -15,8 +15,8 @@
 //! - `all` jobs never write to etcd at fire time: their watermarks and
 //!   claims are local (SQLite, with the first record in the spool).
 
-pub mod clock_health;
 mod client;
+pub mod clock_health;
 mod follow;
 pub mod keys;
 mod leader;
