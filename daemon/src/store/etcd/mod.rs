@@ -682,6 +682,20 @@ impl EtcdCoord {
                 "this node holds no live lease (fenced or not registered); not claiming",
             ));
         };
+        // A claim waiting on an unreachable etcd must not hold the scheduler
+        // past the self-fence deadline: when the node fences itself, the
+        // claim is abandoned (as if the node had died) so the scheduler
+        // kills its `one` runs at once.
+        let mut fences = self.member.fences();
+        tokio::select! {
+            r = self.claim_with(req, lease) => r,
+            _ = fences.changed() => Err(backend(
+                "this node fenced itself during the claim (no keep-alive acknowledged in time); not claiming",
+            )),
+        }
+    }
+
+    async fn claim_with(&self, req: ClaimRequest, lease: i64) -> Result<ClaimOutcome> {
         let forbid = req.record.status == RunStatus::Running
             && self.known(&req.job_id).is_some_and(|k| k.forbid);
         match self.try_claim(req.clone(), lease, forbid).await? {
