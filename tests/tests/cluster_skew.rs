@@ -141,3 +141,31 @@ fn a_node_whose_clock_is_ahead_by_more_than_max_skew_claims_nothing() {
         fmt_records(&recs)
     );
 }
+
+/// A test clock offset that does not parse stops the daemon at start
+/// (exit 78) naming the variable and the value, before anything runs.
+#[test]
+fn an_unparsable_test_clock_offset_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], cronsun_tests::daemon::free_port()));
+    let text = cronsun_tests::ConfigOverrides::new().render(
+        "skew-refused",
+        &dir.path().join("state"),
+        listen,
+        &dir.path().join("api.sock"),
+    );
+    let path = dir.path().join("cronsun.toml");
+    std::fs::write(&path, text).expect("write config");
+    let out = cronsun_tests::run_cli(
+        &cronsun_tests::bins::cronsund(),
+        &["--config", &path.to_string_lossy()],
+        &[("CRONSUN_TEST_CLOCK_OFFSET", "soon")],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(78), "{out}");
+    assert!(
+        out.stderr.contains("CRONSUN_TEST_CLOCK_OFFSET") && out.stderr.contains("soon"),
+        "{}",
+        out.stderr
+    );
+}
