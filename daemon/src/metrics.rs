@@ -150,6 +150,8 @@ impl Metrics {
             lost_reappeared.clone(),
         );
         let clock = ClockGauges::default();
+        // Standalone nodes have no gate; cluster mode sets it at each refresh.
+        clock.healthy.set(1);
         registry.register(
             "clock_offset_seconds",
             "This node's clock minus the median of the cluster's clocks (cluster mode)",
@@ -157,7 +159,7 @@ impl Metrics {
         );
         registry.register(
             "clock_healthy",
-            "1 while this node's clock is healthy enough to claim `one` instants (cluster mode)",
+            "0 while cluster mode keeps this node out of the `one` claim ranking for its clock",
             clock.healthy.clone(),
         );
         Metrics {

@@ -151,6 +151,7 @@ pub struct ClockHealth {
 impl ClockHealth {
     /// `max_age`: how long a sample stays usable (a few refresh periods).
     pub fn new(me: &str, max_skew: Duration, max_age: Duration, gauges: ClockGauges) -> Self {
+        gauges.healthy.set(0);
         ClockHealth {
             me: me.to_string(),
             max_skew,
