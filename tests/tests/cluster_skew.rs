@@ -76,12 +76,18 @@ fn a_node_whose_clock_is_ahead_by_more_than_max_skew_claims_nothing() {
         c.nodes[skewed].logs()
     );
     // The healthy nodes are healthy, with offsets well under max_skew.
+    let mut healthy_offsets = Vec::new();
     for d in &c.nodes[..2] {
         let m = d.api_get("/metrics").text();
         assert_eq!(gauge(&m, "cronsun_clock_healthy"), Some(1.0), "{m}");
         let o = gauge(&m, "cronsun_clock_offset_seconds").unwrap_or(f64::NAN);
         assert!(o.abs() < 0.5, "{}: offset {o}", d.node_id());
+        healthy_offsets.push(o);
     }
+    eprintln!(
+        "clock offsets measured through etcd: skewed node {off:+.3} s (injected +2 s), \
+         healthy nodes {healthy_offsets:?} s"
+    );
     let ls = c.nodes[0].cli(&["node", "ls"]);
     ls.assert_success();
     let line = ls
