@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 ./scripts/services/chromium.sh install
 ./scripts/services/schemathesis.sh install
 ./scripts/services/etcd.sh install
+./scripts/services/netns.sh install
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -27,7 +27,10 @@ pub async fn run(ctx: &Ctx, cmd: NodeCmd) -> Result<u8> {
                     alive.push_str(" (draining)");
                 }
                 if !n.clock_ok {
-                    alive.push_str(" (clock unsynchronised)");
+                    match &n.clock_problem {
+                        Some(p) => alive.push_str(&format!(" (clock unhealthy: {p})")),
+                        None => alive.push_str(" (clock unsynchronised)"),
+                    }
                 }
                 vec![
                     n.id.clone(),

@@ -117,6 +117,7 @@ async fn run_with(
                     mirror: store.clone(),
                     local: m.coord(),
                     runs: m.clone(),
+                    clock_gauges: metrics.clock_gauges(),
                     api_url: e
                         .api_url
                         .clone()
@@ -408,6 +409,8 @@ fn node_info(
         running: 0,
         clock_ok: false,
         draining: false,
+        clock_offset_ms: None,
+        clock_problem: None,
     }
 }
 

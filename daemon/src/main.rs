@@ -68,6 +68,10 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    if let Err(e) = cronsund::clock::check_test_offset() {
+        eprintln!("cronsund: {e}");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
     cronsund::logging::init(&cfg.log.level);
     let agent_fd = std::env::var(privsep::AGENT_FD_ENV).ok();
     if let Some(fd) = agent_fd {

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::store::etcd::clock_health::ClockGauges;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     pub status: String,
@@ -52,6 +54,7 @@ pub struct Metrics {
     pub claim_latency: Histogram,
     /// Claims answered only after their instant (the run started late).
     pub claims_late: Counter,
+    clock: ClockGauges,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,7 +165,21 @@ impl Metrics {
             "Claims answered after their instant, so the run started late",
             claims_late.clone(),
         );
+        let clock = ClockGauges::default();
+        // Standalone nodes have no gate; cluster mode sets it at each refresh.
+        clock.healthy.set(1);
+        registry.register(
+            "clock_offset_seconds",
+            "This node's clock minus the median of the cluster's clocks (cluster mode)",
+            clock.offset.clone(),
+        );
+        registry.register(
+            "clock_healthy",
+            "0 while cluster mode keeps this node out of the `one` claim ranking for its clock",
+            clock.healthy.clone(),
+        );
         Metrics {
+            clock,
             registry: Arc::new(registry),
             claim_latency,
             claims_late,
@@ -182,6 +199,11 @@ impl Metrics {
             clock_steps,
             store_errors,
         }
+    }
+
+    /// The clock-health gauges, kept by the cluster membership.
+    pub fn clock_gauges(&self) -> ClockGauges {
+        self.clock.clone()
     }
 
     pub fn count_run(&self, status: cronsun_proto::RunStatus) {

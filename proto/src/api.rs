@@ -144,6 +144,13 @@ pub struct NodeInfo {
     pub running: u32,
     pub clock_ok: bool,
     pub draining: bool,
+    /// This node's clock minus the median of the cluster's clocks, ms
+    /// (cluster mode, once measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
+    /// Why `clock_ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_problem: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]

@@ -24,13 +24,23 @@ pub const CLAIM_DELAY_MS: u64 = 300;
 
 /// The config of one cluster node.
 pub fn node_config(etcd: &Etcd, mongo_uri: &str, prefix: &str, extra: &str) -> ConfigOverrides {
+    node_config_at(&etcd.endpoint(), mongo_uri, prefix, extra)
+}
+
+/// [`node_config`] with etcd at `endpoint` (`extra`: more `[etcd]` keys,
+/// e.g. TLS files).
+pub fn node_config_at(
+    endpoint: &str,
+    mongo_uri: &str,
+    prefix: &str,
+    extra: &str,
+) -> ConfigOverrides {
     ConfigOverrides::new().extra_toml(&format!(
-        "[etcd]\n{extra}\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\nlease_ttl = \"{LEASE_TTL_S}s\"\n\
+        "[etcd]\n{extra}\nendpoints = [\"{endpoint}\"]\nprefix = \"{prefix}\"\nlease_ttl = \"{LEASE_TTL_S}s\"\n\
          claim_delay = \"{CLAIM_DELAY_MS}ms\"\nrequest_timeout = \"2s\"\ndial_timeout = \"2s\"\n\
          require_clock_sync = false\n\n\
          [mongodb]\nuri = \"{mongo_uri}\"\ndatabase = \"cronsun\"\nconnect_timeout = \"2s\"\n\
          server_selection_timeout = \"2s\"\n",
-        etcd.endpoint()
     ))
 }
 
@@ -67,6 +77,17 @@ impl Cluster {
         }
         c.wait_leader(Duration::from_secs(15));
         c
+    }
+
+    /// A cluster of nodes the caller started (e.g. in network namespaces).
+    pub fn from_parts(etcd: Etcd, ferret: Ferret, prefix: &str, nodes: Vec<Daemon>) -> Cluster {
+        Cluster {
+            nodes,
+            ferret,
+            etcd,
+            prefix: prefix.to_string(),
+            etcd_extra: String::new(),
+        }
     }
 
     /// The web leader's node id, as the `leader` key says.

@@ -101,6 +101,8 @@ pub struct ConfigOverrides {
     values: BTreeMap<String, BTreeMap<String, String>>,
     extra: String,
     env: Vec<(String, String)>,
+    listen_ip: Option<std::net::IpAddr>,
+    prefix: Vec<String>,
 }
 
 impl ConfigOverrides {
@@ -143,6 +145,19 @@ impl ConfigOverrides {
     /// An environment variable for the daemon process (e.g. `CRONSUN_FAULTS`).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Listens on `ip` instead of 127.0.0.1 (a test namespace's address).
+    pub fn listen_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.listen_ip = Some(ip);
+        self
+    }
+
+    /// Runs the daemon through this command prefix (e.g. `ip netns exec NS`),
+    /// which must exec it in place, so the pid stays the daemon's.
+    pub fn command_prefix(mut self, prefix: Vec<String>) -> Self {
+        self.prefix = prefix;
         self
     }
 
@@ -260,7 +275,10 @@ impl Daemon {
             .expect("chmod the socket dir");
         let port = free_port();
         let node_id = unique_id("node");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let ip = overrides
+            .listen_ip
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let addr = SocketAddr::new(ip, port);
         let config_path = dir.path().join("cronsun.toml");
         let text = overrides.render(
             &node_id,
@@ -298,7 +316,14 @@ impl Daemon {
         self.starts += 1;
         let out = File::create(self.log_path("out")).expect("create the stdout log");
         let err = File::create(self.log_path("err")).expect("create the stderr log");
-        let mut cmd = Command::new(crate::bins::cronsund());
+        let mut cmd = match self.overrides.prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(crate::bins::cronsund());
+                c
+            }
+            None => Command::new(crate::bins::cronsund()),
+        };
         cmd.arg("--config")
             .arg(&self.config_path)
             .stdin(Stdio::null())
@@ -397,9 +422,9 @@ impl Daemon {
         self.port
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<listen address>:<port>`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.http.addr())
     }
 
     pub fn token(&self) -> &str {

@@ -4,8 +4,13 @@
 //! wrote, independently of the daemon's client.
 //!
 //! If etcd is missing, tests fail saying how to install it: they never skip.
+//!
+//! [`Etcd::start_with_tls`] adds a second client listener on another
+//! address (a test namespace's hub) that speaks TLS and requires client
+//! certificates from a throwaway CA ([`crate::pki::Pki`]); `etcdctl` keeps
+//! using the loopback one.
 
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,6 +18,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::daemon::free_port;
+use crate::pki::Pki;
 use crate::wait::poll_until;
 
 /// How long etcd may take to answer `/health`.
@@ -31,17 +37,45 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     metrics_port: u16,
+    tls: Option<TlsListener>,
     child: Option<Child>,
+}
+
+/// The extra TLS client listener.
+struct TlsListener {
+    ip: IpAddr,
+    port: u16,
+    pki: Pki,
 }
 
 impl Etcd {
     #[track_caller]
     pub fn start() -> Etcd {
+        Etcd::start_inner(|_| None)
+    }
+
+    /// [`Etcd::start`] plus a TLS client listener on `ip` (client
+    /// certificates required); the certificates are issued into its dir.
+    #[track_caller]
+    pub fn start_with_tls(ip: IpAddr) -> Etcd {
+        Etcd::start_inner(|dir| {
+            Some(TlsListener {
+                ip,
+                port: free_port(),
+                pki: Pki::issue(dir, &[ip]),
+            })
+        })
+    }
+
+    #[track_caller]
+    fn start_inner(tls: impl FnOnce(&std::path::Path) -> Option<TlsListener>) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("cronsun-etcd-")
             .tempdir()
             .expect("create a temp dir for etcd");
+        let tls = tls(dir.path());
         let mut e = Etcd {
+            tls,
             dir,
             client_port: free_port(),
             peer_port: free_port(),
@@ -55,9 +89,17 @@ impl Etcd {
     #[track_caller]
     fn spawn(&mut self) {
         let log = crate::procs::append_log(&self.dir.path().join("etcd.log"));
-        let client = self.endpoint();
+        let mut client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(binary())
+        let mut cmd = Command::new(binary());
+        if let (Some(t), Some(url)) = (&self.tls, self.tls_endpoint()) {
+            client = format!("{client},{url}");
+            cmd.arg(format!("--cert-file={}", t.pki.server_cert.display()))
+                .arg(format!("--key-file={}", t.pki.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", t.pki.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name=cronsun-test")
             .arg(format!(
                 "--data-dir={}",
@@ -101,6 +143,18 @@ impl Etcd {
     /// `http://127.0.0.1:<client port>`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// `https://<ip>:<port>` of the TLS listener, if started with one.
+    pub fn tls_endpoint(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|t| format!("https://{}:{}", t.ip, t.port))
+    }
+
+    /// The CA and client certificate for the TLS listener.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.tls.as_ref().map(|t| &t.pki)
     }
 
     pub fn log(&self) -> String {

@@ -16,6 +16,8 @@ pub mod etcd;
 pub mod ferret;
 pub mod http;
 pub mod jobs;
+pub mod netns;
+pub mod pki;
 pub mod procs;
 pub mod tls;
 pub mod wait;

@@ -66,6 +66,8 @@ pub async fn nodes(State(s): State<AppState>) -> ApiResult<Json<Vec<NodeInfo>>> 
         running: s.sched.running_total(),
         clock_ok: crate::node::clock_synchronised(),
         draining: false,
+        clock_offset_ms: None,
+        clock_problem: None,
     }]))
 }
 

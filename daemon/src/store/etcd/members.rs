@@ -10,7 +10,13 @@
 //!   (monotonic clock, so a frozen or suspended process counts the time it
 //!   was stopped) the node fences itself: the fence epoch moves, the
 //!   scheduler kills its `one` runs and no claim is attempted until a new
-//!   lease is held. etcd stays the authority: every claim compares the lease.
+//!   lease is held. etcd stays the authority: every claim compares the lease;
+//! - a node claims only while its clock is healthy: the kernel reports it
+//!   synchronised (unless `require_clock_sync = false`) and its measured
+//!   offset to its peers is under `max_skew` ([`super::clock_health`]). The
+//!   record is refreshed every keep-alive interval with a clock stamp, its
+//!   `clock_ok` and the reason when not ok; peers rank only nodes whose
+//!   record says `clock_ok`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -25,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::client::Etcd;
+use super::clock_health::{ClockGauges, ClockHealth, Stamp, Verdict};
 use super::follow::{follow, Change, Feed};
 use super::keys::{rank, Keys};
 use crate::store::StoreError;
@@ -43,6 +50,10 @@ pub struct NodeRecord {
     pub info: NodeInfo,
     /// Random per boot: tells this process's registration from any other's.
     pub nonce: String,
+    /// The clock-offset measurement ([`super::clock_health`]); absent from
+    /// nodes of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Stamp>,
 }
 
 /// Why registration failed.
@@ -79,6 +90,7 @@ pub struct Membership {
     peers: RwLock<BTreeMap<String, NodeRecord>>,
     require_sync: bool,
     max_skew: Duration,
+    clock: ClockHealth,
 }
 
 fn encode(r: &NodeRecord) -> Result<String, StoreError> {
@@ -93,13 +105,19 @@ impl Membership {
         info: NodeInfo,
         require_sync: bool,
         max_skew: Duration,
+        gauges: ClockGauges,
     ) -> Arc<Membership> {
         let nonce = hex::encode(rand::random::<[u8; 8]>());
+        let clock = ClockHealth::new(&info.id, max_skew, timing.interval * 4, gauges);
         Arc::new(Membership {
             etcd,
             keys,
             timing,
-            record: Mutex::new(NodeRecord { info, nonce }),
+            record: Mutex::new(NodeRecord {
+                info,
+                nonce,
+                clock: None,
+            }),
             lease: AtomicI64::new(0),
             last_ack: Mutex::new(None),
             fenced: AtomicBool::new(true),
@@ -107,6 +125,7 @@ impl Membership {
             peers: RwLock::new(BTreeMap::new()),
             require_sync,
             max_skew,
+            clock,
         })
     }
 
@@ -139,7 +158,35 @@ impl Membership {
     }
 
     fn clock_ok(&self) -> bool {
-        !self.require_sync || crate::node::clock_within(self.max_skew)
+        self.clock_verdict().ok()
+    }
+
+    /// The kernel check, then the peer-offset check.
+    fn clock_verdict(&self) -> Verdict {
+        let peer = self.clock.verdict();
+        if self.require_sync && !crate::node::clock_within(self.max_skew) {
+            return Verdict {
+                problem: Some(format!(
+                    "the kernel does not report the clock synchronised with a max error under {} ms",
+                    self.max_skew.as_millis()
+                )),
+                ..peer
+            };
+        }
+        peer
+    }
+
+    /// This node's record as published now: clock stamp and health.
+    fn current_record(&self) -> NodeRecord {
+        let mut rec = self.record();
+        let now = crate::clock::system_now();
+        let v = self.clock_verdict();
+        rec.info.clock_ok = v.ok();
+        rec.info.clock_offset_ms = v.offset.map(|o| o.as_millis() as i64);
+        rec.info.clock_problem = v.problem;
+        rec.info.last_seen = now;
+        rec.clock = Some(self.clock.stamp(now.as_millisecond()));
+        rec
     }
 
     /// Registers under `node/<id>` with a fresh lease. If the key is held,
@@ -155,9 +202,7 @@ impl Membership {
         let deadline = Instant::now() + self.timing.ttl + Duration::from_secs(1);
         let mut kv = self.etcd.client.kv_client();
         loop {
-            let mut rec = self.record();
-            rec.info.clock_ok = self.clock_ok();
-            rec.info.last_seen = Timestamp::now();
+            let rec = self.current_record();
             let body = encode(&rec)?;
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
@@ -257,7 +302,6 @@ impl Membership {
             self.expire_if_stale(lease);
             return;
         };
-        let mut was_ok = self.clock_ok();
         loop {
             let sent = Instant::now();
             if keeper.keep_alive().await.is_err() {
@@ -280,17 +324,6 @@ impl Membership {
                     return;
                 }
             }
-            let ok = self.clock_ok();
-            if ok != was_ok {
-                warn!(
-                    clock_ok = ok,
-                    "clock health changed; updating this node's record"
-                );
-                if let Err(e) = self.publish(lease).await {
-                    warn!("cannot update the node record: {e}");
-                }
-                was_ok = ok;
-            }
             tokio::time::sleep_until((sent + self.timing.interval).into()).await;
         }
     }
@@ -310,11 +343,51 @@ impl Membership {
         }
     }
 
-    /// Re-writes `node/<id>` (clock health changed).
+    /// Every keep-alive interval: re-judges the clock (an alert when its
+    /// health changes) and re-writes `node/<id>` with a fresh clock stamp.
+    pub async fn refresh(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut was: Option<bool> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.timing.interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            self.judge_peers();
+            let v = self.clock_verdict();
+            self.clock.set_healthy(v.ok());
+            if was != Some(v.ok()) {
+                match &v.problem {
+                    Some(p) => {
+                        warn!(offset = ?v.offset, "clock unhealthy: {p}; this node claims no `one` instants until it is healthy")
+                    }
+                    None if was.is_some() => {
+                        info!(offset = ?v.offset, "clock healthy again: this node claims `one` instants again")
+                    }
+                    None => {}
+                }
+                was = Some(v.ok());
+            }
+            if let Some(lease) = self.lease() {
+                if let Err(e) = self.publish(lease).await {
+                    warn!("cannot refresh the node record: {e}");
+                }
+            }
+        }
+    }
+
+    /// Re-evaluates the peer-offset verdict against the live peers.
+    fn judge_peers(&self) -> Verdict {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        let stamped = peers
+            .values()
+            .filter(|r| r.clock.is_some())
+            .map(|r| r.info.id.as_str());
+        self.clock.evaluate(stamped, Instant::now())
+    }
+
+    /// Re-writes `node/<id>` under the lease.
     async fn publish(&self, lease: i64) -> Result<(), StoreError> {
-        let mut rec = self.record();
-        rec.info.clock_ok = self.clock_ok();
-        rec.info.last_seen = Timestamp::now();
+        let rec = self.current_record();
         let body = encode(&rec)?;
         let key = self.keys.node(&rec.info.id);
         let mut kv = self.etcd.client.kv_client();
@@ -364,23 +437,35 @@ impl Membership {
     /// registration disappeared (their lease expired or was revoked).
     fn apply_peers(&self, feed: Feed) -> Vec<NodeRecord> {
         let mut gone = Vec::new();
+        let (now, at) = (crate::clock::system_now().as_millisecond(), Instant::now());
+        let observe = |r: &NodeRecord| {
+            if let Some(s) = &r.clock {
+                self.clock.observe(&r.info.id, s, now, at);
+            }
+        };
         {
             let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
             let parse =
                 |kv: &etcd_client::KeyValue| serde_json::from_slice::<NodeRecord>(kv.value()).ok();
             match feed {
                 Feed::Snapshot { kvs, .. } => {
+                    let before: Vec<String> = peers.keys().cloned().collect();
                     *peers = kvs
                         .iter()
                         .filter_map(parse)
+                        .inspect(observe)
                         .map(|r| (r.info.id.clone(), r))
                         .collect();
+                    for id in before.iter().filter(|id| !peers.contains_key(*id)) {
+                        self.clock.forget(id);
+                    }
                 }
                 Feed::Events { changes, .. } => {
                     for c in changes {
                         match c {
                             Change::Put(kv) => {
                                 if let Some(r) = parse(&kv) {
+                                    observe(&r);
                                     peers.insert(r.info.id.clone(), r);
                                 }
                             }
@@ -394,6 +479,10 @@ impl Membership {
                 }
             }
         }
+        for r in &gone {
+            self.clock.forget(&r.info.id);
+        }
+        self.judge_peers();
         gone
     }
 

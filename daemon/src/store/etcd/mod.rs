@@ -17,6 +17,7 @@
 
 mod batch;
 mod client;
+pub mod clock_health;
 mod follow;
 pub mod keys;
 mod leader;
@@ -142,6 +143,7 @@ pub struct ClusterParts {
     pub runs: Arc<dyn RunStore>,
     /// Where the other nodes reach this node's API (`http://host:port`).
     pub api_url: String,
+    pub clock_gauges: clock_health::ClockGauges,
 }
 
 fn parse_job(kv: &KeyValue, keys: &Keys) -> Option<Job> {
@@ -214,6 +216,7 @@ impl EtcdCoord {
             p.info,
             cfg.require_clock_sync,
             cfg.max_skew.0,
+            p.clock_gauges,
         );
         match member.register().await {
             Ok(()) => {}
@@ -261,6 +264,7 @@ impl EtcdCoord {
         let tasks = vec![
             tokio::spawn(member.clone().keep_alive(stop.clone())),
             tokio::spawn(member.clone().watch_fence(stop.clone())),
+            tokio::spawn(member.clone().refresh(stop.clone())),
             tokio::spawn(member.clone().follow_peers(stop.clone())),
             tokio::spawn(follow(
                 etcd.clone(),
@@ -679,6 +683,20 @@ impl EtcdCoord {
                 "this node holds no live lease (fenced or not registered); not claiming",
             ));
         };
+        // A claim waiting on an unreachable etcd must not hold the scheduler
+        // past the self-fence deadline: when the node fences itself, the
+        // claim is abandoned (as if the node had died) so the scheduler
+        // kills its `one` runs at once.
+        let mut fences = self.member.fences();
+        tokio::select! {
+            r = self.claim_with(req, lease) => r,
+            _ = fences.changed() => Err(backend(
+                "this node fenced itself during the claim (no keep-alive acknowledged in time); not claiming",
+            )),
+        }
+    }
+
+    async fn claim_with(&self, req: ClaimRequest, lease: i64) -> Result<ClaimOutcome> {
         let forbid = req.record.status == RunStatus::Running
             && self.known(&req.job_id).is_some_and(|k| k.forbid);
         match self.try_claim(req.clone(), lease, forbid).await? {
