@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cronsun_proto::auth::{Permissions, Role};
+use cronsun_proto::auth::{AuditEntry, AuditQuery, Permissions, Role, Via};
 use jiff::Timestamp;
 
 use super::{crypto, password, session};
@@ -26,11 +26,69 @@ pub async fn session_key(store: &dyn AuthStore) -> anyhow::Result<session::Sessi
     Ok(session::SessionKey::new(key.as_bytes()))
 }
 
+/// The session key and the first admin account. With `node` (cluster
+/// mode) the account's creation is audited as done by that node, and a
+/// node that finds it created says which node did.
+pub async fn bootstrap(
+    store: &dyn AuthStore,
+    state_dir: &Path,
+    node: Option<&str>,
+) -> anyhow::Result<session::SessionKey> {
+    let key = session_key(store).await?;
+    let audit = node.map(|n| bootstrap_entry(n, Timestamp::now()));
+    match ensure_admin(store, state_dir, audit).await? {
+        Some(path) => {
+            tracing::info!(path = %path.display(), "created account admin; its password is in this file (mode 0600)");
+        }
+        None if node.is_some() => {
+            let by = bootstrapped_by(store)
+                .await
+                .unwrap_or_else(|| "another node".into());
+            tracing::info!(bootstrapped_by = %by, "the cluster has its accounts; account admin's {PASSWORD_FILE} is in the state dir of the node that created it");
+        }
+        None => {}
+    }
+    Ok(key)
+}
+
+/// Audit action of the first admin account's creation by a cluster node.
+pub const BOOTSTRAP_ACTION: &str = "account.bootstrap";
+
+/// The audit entry of a cluster node creating the first admin account
+/// (`from` names the node, so the others can say which one did).
+pub fn bootstrap_entry(node: &str, at: Timestamp) -> AuditEntry {
+    AuditEntry {
+        id: String::new(),
+        at,
+        actor: "cronsund".into(),
+        via: Via::Socket,
+        from: node.into(),
+        action: BOOTSTRAP_ACTION.into(),
+        target: ADMIN_USER.into(),
+        before: None,
+        after: None,
+    }
+}
+
+/// The node named by the newest bootstrap audit entry, if any is kept.
+pub async fn bootstrapped_by(store: &dyn AuthStore) -> Option<String> {
+    let q = AuditQuery {
+        action: Some(BOOTSTRAP_ACTION.into()),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let page = store.audit(&q).await.ok()?;
+    page.entries.into_iter().next().map(|e| e.from)
+}
+
 /// Creates `admin` with a random password when the store has no account
-/// yet; returns the password file's path when it did.
+/// yet (with `audit`, if given, in the same write); returns the password
+/// file's path when it did. In a cluster the creation is create-if-absent:
+/// exactly one node writes the file.
 pub async fn ensure_admin(
     store: &dyn AuthStore,
     state_dir: &Path,
+    audit: Option<AuditEntry>,
 ) -> anyhow::Result<Option<PathBuf>> {
     if !store
         .accounts()
@@ -56,8 +114,12 @@ pub async fn ensure_admin(
         created_at: Timestamp::now(),
         disabled: false,
         generation: 1,
+        revision: 0,
     };
-    match store.put_account(account, AccountWrite::Create, None).await {
+    match store
+        .put_account(account, AccountWrite::Create, audit)
+        .await
+    {
         Ok(()) => {}
         // Another node of a cluster won the bootstrap.
         Err(StoreError::Exists(_)) => return Ok(None),
@@ -79,7 +141,7 @@ mod tests {
     async fn admin_is_created_once_with_a_private_password_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = crate::store::SqliteStore::open(&dir.path().join("c.db")).expect("open");
-        let path = ensure_admin(&store, dir.path())
+        let path = ensure_admin(&store, dir.path(), None)
             .await
             .expect("bootstrap")
             .expect("created");
@@ -92,7 +154,10 @@ mod tests {
             .expect("get")
             .expect("admin");
         assert!(password::verify(pw.trim().to_string(), Some(admin.password_hash)).await);
-        assert_eq!(ensure_admin(&store, dir.path()).await.expect("again"), None);
+        assert_eq!(
+            ensure_admin(&store, dir.path(), None).await.expect("again"),
+            None
+        );
         assert_eq!(std::fs::read_to_string(&path).expect("read"), pw);
         let k1 = session_key(&store).await.expect("key");
         let k2 = session_key(&store).await.expect("key");

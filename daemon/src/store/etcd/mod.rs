@@ -15,12 +15,15 @@
 //! - `all` jobs never write to etcd at fire time: their watermarks and
 //!   claims are local (SQLite, with the first record in the spool).
 
+mod audited;
+pub mod auth;
 mod client;
 mod follow;
 pub mod keys;
 mod leader;
 mod members;
 
+pub use auth::EtcdAuth;
 pub use client::Etcd;
 pub use leader::{Leader, Leadership};
 pub use members::{Membership, NodeRecord, RegisterError, Timing};
@@ -56,8 +59,6 @@ use crate::scheduler::{ClusterView, NodeIdentity};
 
 /// Job events buffered per subscriber.
 const EVENT_BUFFER: usize = 4096;
-/// Jobs per write transaction (etcd allows 128 operations per transaction).
-const JOBS_PER_TXN: usize = 60;
 /// `running/` keys deleted per transaction.
 const DELETES_PER_TXN: usize = 60;
 /// How long finished runs' `running/` keys are collected before one delete.
@@ -316,6 +317,12 @@ impl EtcdCoord {
             .and_then(|kv| serde_json::from_slice(kv.value()).ok())
             .ok_or_else(|| backend(format!("{key} is unreadable")))?;
         Ok((b.token, b.node))
+    }
+
+    /// Accounts, tokens, the session key and the audit log of this
+    /// cluster (in etcd, shared by every node).
+    pub fn auth_store(&self) -> EtcdAuth {
+        EtcdAuth::new(self.etcd.clone(), self.keys.clone())
     }
 
     /// The web leader, if one is known.
@@ -600,71 +607,61 @@ impl EtcdCoord {
             .collect())
     }
 
-    /// Writes the batch in transactions of [`JOBS_PER_TXN`], each comparing
-    /// every job's revision with the one checked; a new job's watermark is
-    /// created with it at `now`.
+    /// Writes the batch (checked as a whole first) in transactions that
+    /// each compare every job's revision with the one checked; a new job's
+    /// watermark is created with it at `now` ([`audited`]).
     async fn write_jobs(&self, batch: &[(Job, Expect)], now: Timestamp) -> Result<Vec<Job>> {
-        let ids: Vec<&str> = batch.iter().map(|(j, _)| j.id.as_str()).collect();
-        let current = self.currents(&ids).await?;
-        for (job, expect) in batch {
-            check_expect(&job.id, *expect, current.get(&job.id).map(|j| j.revision))?;
-        }
-        let mut stored = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(JOBS_PER_TXN) {
-            let mut compares = Vec::new();
-            let mut ops = Vec::new();
-            let mut out = Vec::new();
-            for (job, _) in chunk {
-                let key = self.keys.job(&job.id);
-                let mut job = job.clone();
-                job.updated_at = Some(now);
-                match current.get(&job.id) {
-                    Some(cur) => {
-                        compares.push(Compare::mod_revision(
-                            key.as_str(),
-                            CompareOp::Equal,
-                            rev(cur.revision),
-                        ));
-                        job.created_at = cur.created_at.or(Some(now));
-                    }
-                    None => {
-                        compares.push(Compare::create_revision(key.as_str(), CompareOp::Equal, 0));
-                        job.created_at = Some(now);
-                        let mark = Watermark {
-                            instant: now,
-                            by: "created".into(),
-                            nonce: String::new(),
-                            clock_ms: now.as_millisecond(),
-                        };
-                        ops.push(TxnOp::put(self.keys.claim(&job.id), mark.encode(), None));
-                    }
-                }
-                ops.push(TxnOp::put(key, encode_job(&job)?, None));
-                out.push(job);
+        let ops = batch
+            .iter()
+            .map(|(j, e)| CoordOp::PutJob(Box::new(j.clone()), *e))
+            .collect();
+        self.write_audited(ops, None, now).await
+    }
+
+    /// The compare and puts writing `job` over `current` (`None`: a new
+    /// job, whose watermark starts at `now`), and the job as stored.
+    fn job_put(
+        &self,
+        job: &Job,
+        current: Option<&Job>,
+        now: Timestamp,
+    ) -> Result<(Compare, Vec<TxnOp>, Job)> {
+        let key = self.keys.job(&job.id);
+        let mut job = job.clone();
+        job.updated_at = Some(now);
+        let mut ops = Vec::new();
+        let compare = match current {
+            Some(cur) => {
+                job.created_at = cur.created_at.or(Some(now));
+                Compare::mod_revision(key.as_str(), CompareOp::Equal, rev(cur.revision))
             }
-            let mut kv = self.etcd.client.kv_client();
-            let resp = self
-                .etcd
-                .call(
-                    "write jobs",
-                    kv.txn(Txn::new().when(compares).and_then(ops)),
-                )
-                .await?;
-            if !resp.succeeded() {
-                let (job, _) = &chunk[0];
-                let now_rev = self.read_job(&job.id).await?.map_or(0, |j| j.revision);
-                return Err(StoreError::Conflict {
-                    id: job.id.clone(),
-                    current: now_rev,
-                });
+            None => {
+                job.created_at = Some(now);
+                let mark = Watermark {
+                    instant: now,
+                    by: "created".into(),
+                    nonce: String::new(),
+                    clock_ms: now.as_millisecond(),
+                };
+                ops.push(TxnOp::put(self.keys.claim(&job.id), mark.encode(), None));
+                Compare::create_revision(key.as_str(), CompareOp::Equal, 0)
             }
-            let revision = resp.header().map_or(0, |h| h.revision());
-            for mut job in out {
-                job.revision = u64::try_from(revision).unwrap_or(0);
-                stored.push(job);
-            }
-        }
-        Ok(stored)
+        };
+        ops.push(TxnOp::put(key, encode_job(&job)?, None));
+        Ok((compare, ops, job))
+    }
+
+    /// The compare and deletes removing job `id` at `revision`.
+    fn job_delete(&self, id: &str, revision: u64) -> (Compare, Vec<TxnOp>) {
+        let key = self.keys.job(id);
+        (
+            Compare::mod_revision(key.as_str(), CompareOp::Equal, rev(revision)),
+            vec![
+                TxnOp::delete(key, None),
+                TxnOp::delete(self.keys.claim(id), None),
+                TxnOp::delete(self.keys.active(id), None),
+            ],
+        )
     }
 
     // ---- claims -------------------------------------------------------------
@@ -969,18 +966,8 @@ impl CoordStore for EtcdCoord {
             return Err(StoreError::NotFound(format!("job {id:?}")));
         };
         check_expect(id, expect, Some(cur.revision))?;
-        let key = self.keys.job(id);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                rev(cur.revision),
-            )])
-            .and_then([
-                TxnOp::delete(key, None),
-                TxnOp::delete(self.keys.claim(id), None),
-                TxnOp::delete(self.keys.active(id), None),
-            ]);
+        let (compare, deletes) = self.job_delete(id, cur.revision);
+        let txn = Txn::new().when([compare]).and_then(deletes);
         let mut kv = self.etcd.client.kv_client();
         let resp = self.etcd.call("delete job", kv.txn(txn)).await?;
         if !resp.succeeded() {
@@ -1111,29 +1098,15 @@ impl CoordStore for EtcdCoord {
         Ok(())
     }
 
-    /// Applies the ops on etcd in order, then appends the audit entry to this
-    /// node's audit log. Known limit (cluster mode): the two are not one
-    /// transaction yet, and the audit log is the serving node's (the web
-    /// leader's); an etcd `audit/` prefix written in the ops' transaction is
-    /// the plan.
+    /// The ops and the audit entry in one etcd transaction (one per part
+    /// of a batch too large for one; see [`audited`]).
     async fn apply_audited(
         &self,
         ops: Vec<CoordOp>,
-        mut audit: cronsun_proto::auth::AuditEntry,
+        audit: cronsun_proto::auth::AuditEntry,
         now: Timestamp,
     ) -> Result<Vec<Job>> {
-        let mut stored = Vec::new();
-        for op in ops {
-            match op {
-                CoordOp::PutJob(job, expect) => stored.push(self.put_job(*job, expect, now).await?),
-                CoordOp::DeleteJob(id, expect) => self.delete_job(&id, expect).await?,
-                CoordOp::SetWatermark(id, t) => self.set_watermark(&id, t).await?,
-                CoordOp::SetGlobalPause(p) => self.set_global_pause(p).await?,
-            }
-        }
-        crate::store::auth::fill_after(&mut audit, &stored);
-        self.local.apply_audited(Vec::new(), audit, now).await?;
-        Ok(stored)
+        self.write_audited(ops, Some(audit), now).await
     }
 }
 
