@@ -629,6 +629,7 @@ impl EtcdCoord {
         let key = self.keys.job(&job.id);
         let mut job = job.clone();
         job.updated_at = Some(now);
+        job.revision = 0; // the transaction's revision, known once committed
         let mut ops = Vec::new();
         let compare = match current {
             Some(cur) => {
