@@ -49,9 +49,18 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
 
     // One initial admin password, cluster-wide; it works through every node.
     let with_file: Vec<usize> = (0..3)
-        .filter(|&i| c.nodes[i].state_dir().join("initial-admin-password").exists())
+        .filter(|&i| {
+            c.nodes[i]
+                .state_dir()
+                .join("initial-admin-password")
+                .exists()
+        })
         .collect();
-    assert_eq!(with_file.len(), 1, "nodes with a password file: {with_file:?}");
+    assert_eq!(
+        with_file.len(),
+        1,
+        "nodes with a password file: {with_file:?}"
+    );
     let admin_pw = c.nodes[with_file[0]].initial_admin_password();
     for d in &c.nodes {
         d.login("admin", &admin_pw).expect_status(200);
@@ -84,9 +93,8 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
     // An account edit names the revision it read; a stale one gets 409.
     let acc = account(&c.nodes[y], &user);
     assert!(acc.revision > 0, "{acc:?}");
-    let edit = |rev: u64, role: &str| {
-        json!({"user": user, "role": role, "groups": [], "revision": rev})
-    };
+    let edit =
+        |rev: u64, role: &str| json!({"user": user, "role": role, "groups": [], "revision": rev});
     let path = format!("/api/v1/accounts/{user}");
     let updated: AccountView = c.nodes[y]
         .api_put(&path, &edit(acc.revision, "viewer"), None)
@@ -95,7 +103,10 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
     assert!(updated.revision > acc.revision, "{updated:?}");
     let stale = c.nodes[x].api_put(&path, &edit(acc.revision, "admin"), Some(acc.revision));
     assert_eq!(stale.status, 409, "{stale}");
-    assert!(stale.api_error().message.contains("changed meanwhile"), "{stale}");
+    assert!(
+        stale.api_error().message.contains("changed meanwhile"),
+        "{stale}"
+    );
     assert_eq!(account(&c.nodes[li], &user).role.to_string(), "viewer");
     c.nodes[x]
         .api_put(&path, &edit(0, "operator"), Some(updated.revision))
@@ -110,7 +121,11 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
     let mut changed = created.clone();
     changed.description = "edited".into();
     let saved: Value = c.nodes[y]
-        .api_put(&format!("/api/v1/jobs/{id}"), &changed, Some(created.revision))
+        .api_put(
+            &format!("/api/v1/jobs/{id}"),
+            &changed,
+            Some(created.revision),
+        )
         .expect_status(200)
         .json();
     c.nodes[li]
@@ -157,7 +172,10 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
         .expect_status(200)
         .json();
     assert!(!next.entries.is_empty());
-    assert!(next.entries.iter().all(|e| e.id < page.entries[1].id), "{next:?}");
+    assert!(
+        next.entries.iter().all(|e| e.id < page.entries[1].id),
+        "{next:?}"
+    );
     assert_eq!(c.nodes[x].api_get("/api/v1/audit?cursor=bogus").status, 400);
 
     // A session from a login through one node outlives a kill -9 of the
@@ -169,8 +187,15 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
     assert_ne!(new_leader, leader);
     for &i in &[x, y] {
         let d = &c.nodes[i];
-        let ok = wait_for(Duration::from_secs(10), || me_with_cookie(d, &s.cookie) == 200);
-        assert!(ok, "the session cookie is refused through {} after failover\n{}", d.node_id(), c.logs());
+        let ok = wait_for(Duration::from_secs(10), || {
+            me_with_cookie(d, &s.cookie) == 200
+        });
+        assert!(
+            ok,
+            "the session cookie is refused through {} after failover\n{}",
+            d.node_id(),
+            c.logs()
+        );
         let r = d.request(Method::GET, "/api/v1/jobs", Some(&token.token), &[], None);
         assert_eq!(r.status, 200, "{r}");
         assert_eq!(
@@ -179,4 +204,100 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
             "the audit log survives the leader"
         );
     }
+}
+
+fn entry(at: jiff::Timestamp, actor: &str, target: &str) -> AuditEntry {
+    AuditEntry {
+        id: String::new(),
+        at,
+        actor: actor.into(),
+        via: cronsun_proto::auth::Via::Token,
+        from: "127.0.0.1".into(),
+        action: "run.kill".into(),
+        target: target.into(),
+        before: None,
+        after: None,
+    }
+}
+
+/// The audit log's paging, filters and retention on a real etcd (the
+/// store alone: retention runs hourly on the leader, too slow to await).
+#[test]
+fn audit_pages_filters_and_retention_on_a_real_etcd() {
+    use cronsun_proto::auth::AuditQuery;
+    use cronsund::store::etcd::{keys::Keys, Etcd as Client, EtcdAuth};
+    use cronsund::store::AuthStore as _;
+
+    let etcd = cronsun_tests::etcd::Etcd::start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let cfg: cronsund::config::EtcdSection =
+            serde_json::from_value(json!({"endpoints": [etcd.endpoint()], "prefix": "/t/"}))
+                .expect("etcd section");
+        let client = Client::connect(&cfg).await.expect("connect");
+        let store = EtcdAuth::new(client, Keys::new("/t/"));
+        let now = jiff::Timestamp::now();
+        let hours = |i: i64| now - jiff::SignedDuration::from_hours(i);
+        // 30 entries, one per hour back from now; every third one by bob.
+        for i in 0..30 {
+            let actor = if i % 3 == 0 { "bob" } else { "alice" };
+            store
+                .append_audit(entry(hours(i), actor, &format!("t{i}")))
+                .await
+                .expect("append");
+        }
+        let targets = |p: &cronsun_proto::auth::AuditPage| {
+            p.entries
+                .iter()
+                .map(|e| e.target.clone())
+                .collect::<Vec<_>>()
+        };
+        // A filtered query, three per page, follows its cursor to the end.
+        let mut bobs = Vec::new();
+        let mut cursor = None;
+        for _ in 0..10 {
+            let page = store
+                .audit(&AuditQuery {
+                    actor: Some("bob".into()),
+                    limit: Some(3),
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("page");
+            bobs.extend(targets(&page));
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let want: Vec<String> = (0..30).step_by(3).map(|i| format!("t{i}")).collect();
+        assert_eq!(bobs, want, "newest first, each once");
+        // since is inclusive, until exclusive.
+        let window = store
+            .audit(&AuditQuery {
+                since: Some(hours(5)),
+                until: Some(hours(1)),
+                ..Default::default()
+            })
+            .await
+            .expect("window");
+        assert_eq!(targets(&window), ["t2", "t3", "t4", "t5"]);
+        // Retention: entries at or before 20 h ago go (10), then all but
+        // the newest 5 (15 more).
+        let deleted = store
+            .retain(5, Duration::from_secs(20 * 3600), now)
+            .await
+            .expect("retain");
+        assert_eq!(deleted, 25);
+        let left = store.audit(&AuditQuery::default()).await.expect("all");
+        assert_eq!(targets(&left), ["t0", "t1", "t2", "t3", "t4"]);
+        assert_eq!(
+            store
+                .retain(5, Duration::from_secs(20 * 3600), now)
+                .await
+                .expect("again"),
+            0
+        );
+    });
 }
