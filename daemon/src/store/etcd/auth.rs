@@ -572,8 +572,13 @@ impl AuthStore for EtcdAuth {
         })
     }
 
+    /// Read first (a node whose etcd role may only read `session/` gets
+    /// the key once any node created it), then create-if-absent.
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
         let key = self.keys.secret(name);
+        if let Some(kv) = self.get("read secret", key.clone()).await? {
+            return Ok(String::from_utf8_lossy(kv.value()).into_owned());
+        }
         let resp = self
             .txn(
                 "store secret",
