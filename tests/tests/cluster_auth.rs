@@ -178,6 +178,35 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
     );
     assert_eq!(c.nodes[x].api_get("/api/v1/audit?cursor=bogus").status, 400);
 
+    // A batch too large for one etcd transaction commits in parts, each
+    // with its own entry naming its jobs: every job is in exactly one.
+    let batch: Vec<Value> = (0..130)
+        .map(|i| {
+            json!({"id": format!("{id}-b{i}"), "command": ["true"],
+                        "rules": [{"schedule": "0 0 1 1 *"}]})
+        })
+        .collect();
+    let applied: Value = c.nodes[y]
+        .api_post("/api/v1/jobs/apply", &json!({ "jobs": batch }))
+        .expect_status(200)
+        .json();
+    assert_eq!(applied["created"].as_array().map(Vec::len), Some(130));
+    let parts = audit(&c.nodes[x], "action=job.apply");
+    assert!(parts.len() > 1, "{} parts", parts.len());
+    let mut ids: Vec<String> = parts
+        .iter()
+        .flat_map(|e| {
+            let after = e.after.as_ref().and_then(Value::as_object);
+            after
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (0..130).map(|i| format!("{id}-b{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want);
+
     // A session from a login through one node outlives a kill -9 of the
     // leader: once another node leads, the cookie works through any node.
     let s = c.nodes[x].session(&user, PASSWORD);

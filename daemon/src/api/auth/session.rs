@@ -119,6 +119,17 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_key_applies_to_every_clone() {
+        let temporary = SessionKey::new(b"temporary");
+        let in_use = temporary.clone();
+        let cluster = SessionKey::new(b"the cluster's");
+        let from_another_node = cluster.seal(&claims());
+        assert_eq!(in_use.open(&from_another_node), None);
+        temporary.replace(&cluster);
+        assert_eq!(in_use.open(&from_another_node), Some(claims()));
+    }
+
+    #[test]
     fn csrf_depends_on_the_session() {
         let k = SessionKey::new(b"k");
         let other = Claims {
