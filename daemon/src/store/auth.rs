@@ -1,7 +1,7 @@
 //! The authentication part of the coordination port (DESIGN §5): accounts,
 //! API tokens, the audit log and shared secrets. [`AuthStore`] is separate
-//! from [`super::CoordStore`] so each backend (SQLite now, etcd later)
-//! implements it on its own; job writes carry their audit entry through
+//! from [`super::CoordStore`] so each backend (SQLite standalone, etcd in a
+//! cluster: [`super::etcd::EtcdAuth`]) implements it on its own; job writes carry their audit entry through
 //! [`super::CoordStore::apply_audited`] so both commit together.
 
 use async_trait::async_trait;

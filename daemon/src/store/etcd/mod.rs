@@ -947,8 +947,9 @@ impl CoordStore for EtcdCoord {
         out.pop().ok_or_else(|| backend("no job written"))
     }
 
-    /// All or nothing up to 60 jobs (one transaction); larger batches are
-    /// checked as a whole first, then written 60 at a time.
+    /// All or nothing while the batch fits one transaction (120 operations:
+    /// ~60 new jobs or ~120 updates); larger batches are checked as a whole
+    /// first, then written one transaction at a time ([`audited`]).
     async fn put_jobs(&self, jobs: Vec<(Job, Expect)>, now: Timestamp) -> Result<Vec<Job>> {
         // `Any` writes race only with other writers: retry those a little.
         let retry = jobs.iter().all(|(_, e)| *e == Expect::Any);
