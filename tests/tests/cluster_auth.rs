@@ -61,6 +61,23 @@ fn accounts_tokens_sessions_and_audit_are_shared_by_the_cluster() {
         1,
         "nodes with a password file: {with_file:?}"
     );
+    let first = c.nodes[with_file[0]].node_id().to_string();
+    for (i, d) in c
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != with_file[0])
+    {
+        let said = d.logs().lines().any(|l| {
+            l.contains("the cluster has its accounts")
+                && l.contains(&format!("bootstrapped_by={first}"))
+        });
+        assert!(
+            said,
+            "node {i} does not say which node created admin\n{}",
+            d.logs()
+        );
+    }
     let admin_pw = c.nodes[with_file[0]].initial_admin_password();
     for d in &c.nodes {
         d.login("admin", &admin_pw).expect_status(200);
