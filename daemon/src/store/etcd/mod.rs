@@ -618,53 +618,6 @@ impl EtcdCoord {
         self.write_audited(ops, None, now).await
     }
 
-    /// The compare and puts writing `job` over `current` (`None`: a new
-    /// job, whose watermark starts at `now`), and the job as stored.
-    fn job_put(
-        &self,
-        job: &Job,
-        current: Option<&Job>,
-        now: Timestamp,
-    ) -> Result<(Compare, Vec<TxnOp>, Job)> {
-        let key = self.keys.job(&job.id);
-        let mut job = job.clone();
-        job.updated_at = Some(now);
-        job.revision = 0; // the transaction's revision, known once committed
-        let mut ops = Vec::new();
-        let compare = match current {
-            Some(cur) => {
-                job.created_at = cur.created_at.or(Some(now));
-                Compare::mod_revision(key.as_str(), CompareOp::Equal, rev(cur.revision))
-            }
-            None => {
-                job.created_at = Some(now);
-                let mark = Watermark {
-                    instant: now,
-                    by: "created".into(),
-                    nonce: String::new(),
-                    clock_ms: now.as_millisecond(),
-                };
-                ops.push(TxnOp::put(self.keys.claim(&job.id), mark.encode(), None));
-                Compare::create_revision(key.as_str(), CompareOp::Equal, 0)
-            }
-        };
-        ops.push(TxnOp::put(key, encode_job(&job)?, None));
-        Ok((compare, ops, job))
-    }
-
-    /// The compare and deletes removing job `id` at `revision`.
-    fn job_delete(&self, id: &str, revision: u64) -> (Compare, Vec<TxnOp>) {
-        let key = self.keys.job(id);
-        (
-            Compare::mod_revision(key.as_str(), CompareOp::Equal, rev(revision)),
-            vec![
-                TxnOp::delete(key, None),
-                TxnOp::delete(self.keys.claim(id), None),
-                TxnOp::delete(self.keys.active(id), None),
-            ],
-        )
-    }
-
     // ---- claims -------------------------------------------------------------
 
     /// The claim of DESIGN §3 for a `one` job. A `forbid` job whose
