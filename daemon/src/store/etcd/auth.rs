@@ -277,7 +277,8 @@ impl EtcdAuth {
     }
 
     /// Deletes audit entries older than `max_age` before `now`, then all
-    /// but the newest `keep`; returns how many (bounded work per call).
+    /// but the newest `keep` (at least 1); returns how many. Two range
+    /// deletes and two reads (the second of at most `keep` keys, no values).
     pub async fn retain(&self, keep: usize, max_age: Duration, now: Timestamp) -> Result<u64> {
         let base = self.keys.audits();
         let mut kv = self.etcd.client.kv_client();
@@ -300,8 +301,9 @@ impl EtcdAuth {
                 .await?;
             deleted += u64::try_from(resp.deleted()).unwrap_or(0);
         }
-        // The newest `keep` keys; everything after the last one goes.
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        // The newest `keep` keys; everything after the last one goes (a
+        // limit of 0 would mean no limit to etcd: keep at least one).
+        let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
         let resp = self
             .etcd
             .call(
