@@ -218,7 +218,7 @@ async fn run_with(
         }
     };
     let node_in_cluster = cluster.as_ref().map(|_| node_id.as_str());
-    let (auth, auth_tasks) = start_auth(
+    let (auth, mut auth_tasks) = start_auth(
         &cfg,
         auth_store,
         &token,
@@ -294,7 +294,6 @@ async fn run_with(
         exec: exec_for_reload,
         retention: retention_tx,
     };
-    let mut auth_tasks = auth_tasks;
     if let (Some(c), Some(a)) = (&cluster, cluster_auth) {
         let c = c.clone();
         auth_tasks.push(tokio::spawn(
@@ -358,27 +357,8 @@ async fn start_auth(
     node: Option<&str>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Auth>, Vec<tokio::task::JoinHandle<()>>)> {
-    let mut tasks = Vec::new();
-    let key = match api::auth::bootstrap::bootstrap(store.as_ref(), state_dir, node).await {
-        Ok(key) => key,
-        Err(e) => match node {
-            None => return Err(e),
-            Some(n) => {
-                warn!("{e}; retrying in the background (until then, sessions are signed with a temporary key)");
-                let key = api::auth::session::SessionKey::new(
-                    api::auth::crypto::random_b64(32).as_bytes(),
-                );
-                tasks.push(tokio::spawn(bootstrap_later(
-                    store.clone(),
-                    key.clone(),
-                    state_dir.to_path_buf(),
-                    n.to_string(),
-                    stop,
-                )));
-                key
-            }
-        },
-    };
+    let (key, tasks) =
+        api::auth::bootstrap::bootstrap_or_later(store.clone(), state_dir, node, stop).await?;
     let auth = Arc::new(Auth {
         store,
         admin_token: TokenCheck::new(admin_token),
@@ -390,32 +370,6 @@ async fn start_auth(
         default_run_as: cfg.security.default_run_as.clone(),
     });
     Ok((auth, tasks))
-}
-
-/// Retries the cluster's auth bootstrap every few seconds until it works
-/// (then swaps in the cluster's session key) or the daemon stops.
-async fn bootstrap_later(
-    store: Arc<dyn AuthStore>,
-    key: api::auth::session::SessionKey,
-    state_dir: std::path::PathBuf,
-    node: String,
-    mut stop: watch::Receiver<bool>,
-) {
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        match api::auth::bootstrap::bootstrap(store.as_ref(), &state_dir, Some(&node)).await {
-            Ok(k) => {
-                key.replace(&k);
-                info!("loaded the cluster's session key");
-                return;
-            }
-            Err(e) => warn!("{e}; retrying"),
-        }
-    }
 }
 
 /// The TLS setup of the TCP listener (`None`: plain HTTP), logging what
