@@ -123,6 +123,7 @@ pub async fn run(ctx: &Ctx, cmd: UserCmd) -> Result<u8> {
                     groups: grant.groups.clone(),
                     permissions: grant.permissions(),
                     disabled: false,
+                    revision: None,
                 })
                 .await?;
             done(ctx, &a, &format!("created account {} ({})", a.user, a.role))?;
@@ -177,6 +178,8 @@ pub async fn run(ctx: &Ctx, cmd: UserCmd) -> Result<u8> {
                     groups: grant.groups.clone(),
                     permissions: grant.permissions(),
                     disabled: old.disabled,
+                    // Refused (409) if someone changed it since the read.
+                    revision: (old.revision != 0).then_some(old.revision),
                 })
                 .await?;
             done(

@@ -24,7 +24,7 @@ use crate::scheduler::{ClusterView, NodeIdentity, Parts, Scheduler, SchedulerCon
 use crate::store::etcd::{describe, ClusterParts, ClusterRuns, EtcdCoord, StartError};
 use crate::store::mongo::MongoRunStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{CoordStore, Retention, RunStore};
+use crate::store::{AuthStore, CoordStore, Retention, RunStore};
 
 /// How often the STATUS line is refreshed (and at most the watchdog period).
 const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -209,7 +209,25 @@ async fn run_with(
     .await
     .context("cannot start the scheduler")?;
 
-    let auth = start_auth(&cfg, store.clone(), &token, &state_dir).await?;
+    // Accounts, tokens, the session key and the audit log: the node's
+    // SQLite file standalone, etcd in a cluster (shared by every node).
+    let (auth_store, cluster_auth): (Arc<dyn AuthStore>, _) = match &cluster {
+        None => (store.clone(), None),
+        Some(c) => {
+            let a = Arc::new(c.auth_store());
+            (a.clone(), Some(a))
+        }
+    };
+    let node_in_cluster = cluster.as_ref().map(|_| node_id.as_str());
+    let (auth, mut auth_tasks) = start_auth(
+        &cfg,
+        auth_store,
+        &token,
+        &state_dir,
+        node_in_cluster,
+        stop_rx.clone(),
+    )
+    .await?;
     let state = AppState {
         coord,
         runs: runs.clone(),
@@ -277,6 +295,12 @@ async fn run_with(
         exec: exec_for_reload,
         retention: retention_tx,
     };
+    if let (Some(c), Some(a)) = (&cluster, cluster_auth) {
+        let c = c.clone();
+        auth_tasks.push(tokio::spawn(
+            a.retention_loop(move || c.is_leader(), stop_rx.clone()),
+        ));
+    }
     let pause_task = cluster.as_ref().map(|c| {
         tokio::spawn(follow_pause(
             c.pause_feed(),
@@ -297,6 +321,9 @@ async fn run_with(
     }
     let _ = retention_task.await;
     if let Some(t) = pause_task {
+        let _ = t.await;
+    }
+    for t in auth_tasks {
         let _ = t.await;
     }
     if let Some(c) = &cluster {
@@ -320,18 +347,20 @@ async fn run_with(
 }
 
 /// Accounts, sessions and tokens: the session key, the first admin account
-/// (its password file's path is logged, never the password).
+/// (its password file's path is logged, never the password). A cluster
+/// node (`node`) that cannot reach etcd yet starts with a temporary session
+/// key and bootstraps in the background (the returned task) until it can.
 async fn start_auth(
     cfg: &Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn AuthStore>,
     admin_token: &str,
     state_dir: &Path,
-) -> anyhow::Result<Arc<Auth>> {
-    let key = api::auth::bootstrap::session_key(store.as_ref()).await?;
-    if let Some(path) = api::auth::bootstrap::ensure_admin(store.as_ref(), state_dir).await? {
-        info!(path = %path.display(), "created account admin; its password is in this file (mode 0600)");
-    }
-    Ok(Arc::new(Auth {
+    node: Option<&str>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<Auth>, Vec<tokio::task::JoinHandle<()>>)> {
+    let (key, tasks) =
+        api::auth::bootstrap::bootstrap_or_later(store.clone(), state_dir, node, stop).await?;
+    let auth = Arc::new(Auth {
         store,
         admin_token: TokenCheck::new(admin_token),
         key,
@@ -340,7 +369,8 @@ async fn start_auth(
         secure: cfg.web.transport() != crate::config::Transport::Plain,
         hosts: cfg.web.allowed_hosts(&node::hostname()),
         default_run_as: cfg.security.default_run_as.clone(),
-    }))
+    });
+    Ok((auth, tasks))
 }
 
 /// The TLS setup of the TCP listener (`None`: plain HTTP), logging what

@@ -129,6 +129,10 @@ pub struct AccountView {
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     pub disabled: bool,
+    /// Changes with every write; send it back (`If-Match` or `revision`)
+    /// to have an update refused with 409 if the account changed meanwhile.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// `POST /api/v1/accounts` (password required) and `PUT /api/v1/accounts/{user}`
@@ -145,6 +149,10 @@ pub struct AccountRequest {
     pub permissions: Permissions,
     #[serde(default)]
     pub disabled: bool,
+    /// PUT only: the revision being replaced (as `If-Match`); absent: the
+    /// update applies to whatever is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 /// `POST /api/v1/accounts/{user}/password`.

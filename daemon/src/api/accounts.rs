@@ -1,7 +1,7 @@
 //! `/api/v1/accounts`: local accounts (admins), and each user's own password.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use cronsun_proto::auth::{check_name, AccountRequest, AccountView, PasswordChange, Role};
 
@@ -19,11 +19,17 @@ fn view(a: &Account) -> AccountView {
         permissions: a.permissions,
         created_at: a.created_at,
         disabled: a.disabled,
+        revision: a.revision,
     }
 }
 
+/// An account as audit entries show it (without the store's revision).
 fn audit_value(a: &Account) -> Option<serde_json::Value> {
-    serde_json::to_value(view(a)).ok()
+    let mut v = serde_json::to_value(view(a)).ok()?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("revision");
+    }
+    Some(v)
 }
 
 fn invalid(e: cronsun_proto::ValidationError) -> Failure {
@@ -43,6 +49,14 @@ fn check_password(pw: &str) -> ApiResult<()> {
     password::check_new(pw).map_err(|m| {
         Failure::new(StatusCode::UNPROCESSABLE_ENTITY, format!("password: {m}")).field("password")
     })
+}
+
+/// `written` as stored now (with its new revision); itself if the read fails.
+async fn reread(s: &AppState, written: Account) -> Account {
+    match s.auth.store.account(&written.user).await {
+        Ok(Some(a)) => a,
+        _ => written,
+    }
 }
 
 async fn stored(s: &AppState, user: &str) -> ApiResult<Account> {
@@ -100,6 +114,7 @@ pub async fn create(
         created_at: s.clock.now(),
         disabled: req.disabled,
         generation: 1,
+        revision: 0,
     };
     let mut entry = p.audit("account.create", &account.user, s.clock.now());
     entry.after = audit_value(&account);
@@ -107,16 +122,18 @@ pub async fn create(
         .store
         .put_account(account.clone(), AccountWrite::Create, Some(entry))
         .await?;
-    Ok((StatusCode::CREATED, Json(view(&account))))
+    Ok((StatusCode::CREATED, Json(view(&reread(&s, account).await))))
 }
 
 #[utoipa::path(put, path = "/api/v1/accounts/{user}", tag = "auth", request_body = AccountRequest,
+    params(("If-Match" = Option<String>, Header, description = "revision being replaced (or the body's `revision`)")),
     responses((status = 200, body = AccountView), (status = 404, body = cronsun_proto::api::ApiError),
-              (status = 409, description = "it would leave no enabled admin", body = cronsun_proto::api::ApiError)))]
+              (status = 409, description = "it would leave no enabled admin, or the account changed since the named revision", body = cronsun_proto::api::ApiError)))]
 pub async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(user): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<AccountRequest>,
 ) -> ApiResult<Json<AccountView>> {
     if req.user != user {
@@ -127,7 +144,15 @@ pub async fn update(
         .field("user"));
     }
     check_names("user", &req.user, &req.groups)?;
+    let expected = super::jobs::if_match(&headers)?.or(req.revision.filter(|r| *r != 0));
     let old = stored(&s, &user).await?;
+    if let Some(want) = expected.filter(|w| *w != old.revision) {
+        return Err(crate::store::StoreError::Stale {
+            what: format!("account {user:?} (revision {want})"),
+            current: old.revision,
+        }
+        .into());
+    }
     if old.role == Role::Admin && (req.role != Role::Admin || req.disabled) {
         keep_an_admin(&s, &user).await?;
     }
@@ -149,7 +174,7 @@ pub async fn update(
         .store
         .put_account(new.clone(), AccountWrite::Replace, Some(entry))
         .await?;
-    Ok(Json(view(&new)))
+    Ok(Json(view(&reread(&s, new).await)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/accounts/{user}", tag = "auth",

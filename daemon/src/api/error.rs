@@ -79,7 +79,9 @@ impl IntoResponse for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         let status = match &e {
-            StoreError::Conflict { .. } | StoreError::Exists(_) => StatusCode::CONFLICT,
+            StoreError::Conflict { .. } | StoreError::Stale { .. } | StoreError::Exists(_) => {
+                StatusCode::CONFLICT
+            }
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::BadCursor => StatusCode::BAD_REQUEST,
             StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,

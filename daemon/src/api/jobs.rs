@@ -162,21 +162,29 @@ pub async fn create(
     ))
 }
 
+/// The revision an `If-Match: "<n>"` header names, if there is one.
+pub(super) fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("W/")
+        .trim_matches('"');
+    s.parse().map(Some).map_err(|_| {
+        Failure::bad_request(format!(
+            "If-Match must be a revision such as \"12\", got {s:?}"
+        ))
+        .field("If-Match")
+    })
+}
+
 /// The revision an update names: `If-Match: "<n>"`, else the body's `revision`.
 fn expected_revision(headers: &HeaderMap, body_rev: u64) -> ApiResult<u64> {
-    if let Some(v) = headers.get(header::IF_MATCH) {
-        let s = v
-            .to_str()
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("W/")
-            .trim_matches('"');
-        return s.parse().map_err(|_| {
-            Failure::bad_request(format!(
-                "If-Match must be a job revision such as \"12\", got {s:?}"
-            ))
-            .field("If-Match")
-        });
+    if let Some(r) = if_match(headers)? {
+        return Ok(r);
     }
     if body_rev != 0 {
         return Ok(body_rev);

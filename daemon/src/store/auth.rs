@@ -1,7 +1,7 @@
 //! The authentication part of the coordination port (DESIGN §5): accounts,
 //! API tokens, the audit log and shared secrets. [`AuthStore`] is separate
-//! from [`super::CoordStore`] so each backend (SQLite now, etcd later)
-//! implements it on its own; job writes carry their audit entry through
+//! from [`super::CoordStore`] so each backend (SQLite standalone, etcd in a
+//! cluster: [`super::etcd::EtcdAuth`]) implements it on its own; job writes carry their audit entry through
 //! [`super::CoordStore::apply_audited`] so both commit together.
 
 use async_trait::async_trait;
@@ -26,6 +26,13 @@ pub struct Account {
     /// Bumped by every password, role or status change: sessions signed with
     /// an older generation are refused (revocation without session state).
     pub generation: u64,
+    /// The stored version, set by reads (etcd: the key's `mod_revision`;
+    /// SQLite: a counter). A [`AccountWrite::Replace`] of an account read
+    /// at revision r fails with [`super::StoreError::Stale`] when the stored
+    /// one is no longer r (optimistic concurrency); 0 replaces whatever is
+    /// stored. Not part of the stored body in etcd.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// An API token as stored: only the SHA-256 of its secret.
@@ -92,6 +99,20 @@ pub enum CoordOp {
     DeleteJob(String, super::Expect),
     SetWatermark(String, Timestamp),
     SetGlobalPause(cronsun_proto::api::GlobalPause),
+}
+
+/// Writes a committed entry to the journal (who, how, from where, what;
+/// before/after stay in the store).
+pub fn journal(e: &AuditEntry) {
+    tracing::info!(
+        target: "cronsund::audit",
+        actor = %e.actor,
+        via = e.via.as_str(),
+        from = %e.from,
+        action = %e.action,
+        target = %e.target,
+        "audit"
+    );
 }
 
 /// Completes an audit entry with the jobs a write stored, when the caller

@@ -27,6 +27,9 @@ use tokio::sync::broadcast;
 pub enum StoreError {
     #[error("job {id:?} was changed meanwhile: current revision is {current}")]
     Conflict { id: String, current: u64 },
+    /// Something other than a job (an account) changed since it was read.
+    #[error("{what} was changed meanwhile (current revision {current}); read it again")]
+    Stale { what: String, current: u64 },
     #[error("job {0:?} already exists")]
     Exists(String),
     #[error("{0} not found")]

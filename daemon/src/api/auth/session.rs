@@ -26,25 +26,37 @@ pub struct Claims {
     pub n: String,
 }
 
-/// The session signing key.
+/// The session signing key. Clones share it: a cluster node that started
+/// while etcd was unreachable signs with a temporary key and swaps in the
+/// cluster's key when it can read it ([`SessionKey::replace`]).
 #[derive(Clone)]
-pub struct SessionKey(Vec<u8>);
+pub struct SessionKey(std::sync::Arc<std::sync::RwLock<Vec<u8>>>);
 
 impl SessionKey {
     pub fn new(key: &[u8]) -> SessionKey {
-        SessionKey(key.to_vec())
+        SessionKey(std::sync::Arc::new(std::sync::RwLock::new(key.to_vec())))
+    }
+
+    /// Makes every clone use `other`'s key from now on.
+    pub fn replace(&self, other: &SessionKey) {
+        let key = other.bytes();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn seal(&self, c: &Claims) -> String {
         let payload = crypto::b64(&serde_json::to_vec(c).unwrap_or_default());
-        let mac = crypto::hmac(&self.0, &[b"session", payload.as_bytes()]);
+        let mac = crypto::hmac(&self.bytes(), &[b"session", payload.as_bytes()]);
         format!("{payload}.{}", crypto::b64(&mac))
     }
 
     /// The claims of a cookie this key signed, expired or not.
     pub fn open(&self, cookie: &str) -> Option<Claims> {
         let (payload, mac) = cookie.split_once('.')?;
-        let want = crypto::hmac(&self.0, &[b"session", payload.as_bytes()]);
+        let want = crypto::hmac(&self.bytes(), &[b"session", payload.as_bytes()]);
         if !crypto::same(&crypto::unb64(mac)?, &want) {
             return None;
         }
@@ -52,7 +64,7 @@ impl SessionKey {
     }
 
     pub fn csrf(&self, c: &Claims) -> String {
-        crypto::b64(&crypto::hmac(&self.0, &[b"csrf", c.n.as_bytes()]))
+        crypto::b64(&crypto::hmac(&self.bytes(), &[b"csrf", c.n.as_bytes()]))
     }
 }
 
@@ -104,6 +116,17 @@ mod tests {
         assert_eq!(k.open(&forged), None);
         assert_eq!(k.open(p), None);
         assert_eq!(k.open("garbage"), None);
+    }
+
+    #[test]
+    fn a_replaced_key_applies_to_every_clone() {
+        let temporary = SessionKey::new(b"temporary");
+        let in_use = temporary.clone();
+        let cluster = SessionKey::new(b"the cluster's");
+        let from_another_node = cluster.seal(&claims());
+        assert_eq!(in_use.open(&from_another_node), None);
+        temporary.replace(&cluster);
+        assert_eq!(in_use.open(&from_another_node), Some(claims()));
     }
 
     #[test]

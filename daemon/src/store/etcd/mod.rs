@@ -15,6 +15,8 @@
 //! - `all` jobs never write to etcd at fire time: their watermarks and
 //!   claims are local (SQLite, with the first record in the spool).
 
+mod audited;
+pub mod auth;
 mod batch;
 mod client;
 pub mod clock_health;
@@ -23,6 +25,7 @@ pub mod keys;
 mod leader;
 mod members;
 
+pub use auth::EtcdAuth;
 pub use client::Etcd;
 pub use leader::{Leader, Leadership};
 pub use members::{Membership, NodeRecord, RegisterError, Timing};
@@ -58,8 +61,6 @@ use crate::scheduler::{ClusterView, NodeIdentity};
 
 /// Job events buffered per subscriber.
 const EVENT_BUFFER: usize = 4096;
-/// Jobs per write transaction (etcd allows 128 operations per transaction).
-const JOBS_PER_TXN: usize = 60;
 /// `running/` keys deleted per transaction.
 const DELETES_PER_TXN: usize = 60;
 /// How long finished runs' `running/` keys are collected before one delete.
@@ -321,6 +322,12 @@ impl EtcdCoord {
             .and_then(|kv| serde_json::from_slice(kv.value()).ok())
             .ok_or_else(|| backend(format!("{key} is unreadable")))?;
         Ok((b.token, b.node))
+    }
+
+    /// Accounts, tokens, the session key and the audit log of this
+    /// cluster (in etcd, shared by every node).
+    pub fn auth_store(&self) -> EtcdAuth {
+        EtcdAuth::new(self.etcd.clone(), self.keys.clone())
     }
 
     /// The web leader, if one is known.
@@ -605,71 +612,15 @@ impl EtcdCoord {
             .collect())
     }
 
-    /// Writes the batch in transactions of [`JOBS_PER_TXN`], each comparing
-    /// every job's revision with the one checked; a new job's watermark is
-    /// created with it at `now`.
+    /// Writes the batch (checked as a whole first) in transactions that
+    /// each compare every job's revision with the one checked; a new job's
+    /// watermark is created with it at `now` ([`audited`]).
     async fn write_jobs(&self, batch: &[(Job, Expect)], now: Timestamp) -> Result<Vec<Job>> {
-        let ids: Vec<&str> = batch.iter().map(|(j, _)| j.id.as_str()).collect();
-        let current = self.currents(&ids).await?;
-        for (job, expect) in batch {
-            check_expect(&job.id, *expect, current.get(&job.id).map(|j| j.revision))?;
-        }
-        let mut stored = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(JOBS_PER_TXN) {
-            let mut compares = Vec::new();
-            let mut ops = Vec::new();
-            let mut out = Vec::new();
-            for (job, _) in chunk {
-                let key = self.keys.job(&job.id);
-                let mut job = job.clone();
-                job.updated_at = Some(now);
-                match current.get(&job.id) {
-                    Some(cur) => {
-                        compares.push(Compare::mod_revision(
-                            key.as_str(),
-                            CompareOp::Equal,
-                            rev(cur.revision),
-                        ));
-                        job.created_at = cur.created_at.or(Some(now));
-                    }
-                    None => {
-                        compares.push(Compare::create_revision(key.as_str(), CompareOp::Equal, 0));
-                        job.created_at = Some(now);
-                        let mark = Watermark {
-                            instant: now,
-                            by: "created".into(),
-                            nonce: String::new(),
-                            clock_ms: now.as_millisecond(),
-                        };
-                        ops.push(TxnOp::put(self.keys.claim(&job.id), mark.encode(), None));
-                    }
-                }
-                ops.push(TxnOp::put(key, encode_job(&job)?, None));
-                out.push(job);
-            }
-            let mut kv = self.etcd.client.kv_client();
-            let resp = self
-                .etcd
-                .call(
-                    "write jobs",
-                    kv.txn(Txn::new().when(compares).and_then(ops)),
-                )
-                .await?;
-            if !resp.succeeded() {
-                let (job, _) = &chunk[0];
-                let now_rev = self.read_job(&job.id).await?.map_or(0, |j| j.revision);
-                return Err(StoreError::Conflict {
-                    id: job.id.clone(),
-                    current: now_rev,
-                });
-            }
-            let revision = resp.header().map_or(0, |h| h.revision());
-            for mut job in out {
-                job.revision = u64::try_from(revision).unwrap_or(0);
-                stored.push(job);
-            }
-        }
-        Ok(stored)
+        let ops = batch
+            .iter()
+            .map(|(j, e)| CoordOp::PutJob(Box::new(j.clone()), *e))
+            .collect();
+        self.write_audited(ops, None, now).await
     }
 
     // ---- claims -------------------------------------------------------------
@@ -968,8 +919,9 @@ impl CoordStore for EtcdCoord {
         out.pop().ok_or_else(|| backend("no job written"))
     }
 
-    /// All or nothing up to 60 jobs (one transaction); larger batches are
-    /// checked as a whole first, then written 60 at a time.
+    /// All or nothing while the batch fits one transaction (120 operations:
+    /// ~60 new jobs or ~120 updates); larger batches are checked as a whole
+    /// first, then written one transaction at a time ([`audited`]).
     async fn put_jobs(&self, jobs: Vec<(Job, Expect)>, now: Timestamp) -> Result<Vec<Job>> {
         // `Any` writes race only with other writers: retry those a little.
         let retry = jobs.iter().all(|(_, e)| *e == Expect::Any);
@@ -988,18 +940,8 @@ impl CoordStore for EtcdCoord {
             return Err(StoreError::NotFound(format!("job {id:?}")));
         };
         check_expect(id, expect, Some(cur.revision))?;
-        let key = self.keys.job(id);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                rev(cur.revision),
-            )])
-            .and_then([
-                TxnOp::delete(key, None),
-                TxnOp::delete(self.keys.claim(id), None),
-                TxnOp::delete(self.keys.active(id), None),
-            ]);
+        let (compare, deletes) = self.job_delete(id, cur.revision);
+        let txn = Txn::new().when([compare]).and_then(deletes);
         let mut kv = self.etcd.client.kv_client();
         let resp = self.etcd.call("delete job", kv.txn(txn)).await?;
         if !resp.succeeded() {
@@ -1134,29 +1076,15 @@ impl CoordStore for EtcdCoord {
         Ok(())
     }
 
-    /// Applies the ops on etcd in order, then appends the audit entry to this
-    /// node's audit log. Known limit (cluster mode): the two are not one
-    /// transaction yet, and the audit log is the serving node's (the web
-    /// leader's); an etcd `audit/` prefix written in the ops' transaction is
-    /// the plan.
+    /// The ops and the audit entry in one etcd transaction (one per part
+    /// of a batch too large for one; see [`audited`]).
     async fn apply_audited(
         &self,
         ops: Vec<CoordOp>,
-        mut audit: cronsun_proto::auth::AuditEntry,
+        audit: cronsun_proto::auth::AuditEntry,
         now: Timestamp,
     ) -> Result<Vec<Job>> {
-        let mut stored = Vec::new();
-        for op in ops {
-            match op {
-                CoordOp::PutJob(job, expect) => stored.push(self.put_job(*job, expect, now).await?),
-                CoordOp::DeleteJob(id, expect) => self.delete_job(&id, expect).await?,
-                CoordOp::SetWatermark(id, t) => self.set_watermark(&id, t).await?,
-                CoordOp::SetGlobalPause(p) => self.set_global_pause(p).await?,
-            }
-        }
-        crate::store::auth::fill_after(&mut audit, &stored);
-        self.local.apply_audited(Vec::new(), audit, now).await?;
-        Ok(stored)
+        self.write_audited(ops, Some(audit), now).await
     }
 }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::schema::backend;
 use super::{jobs, to_ns, SqliteStore};
 use crate::store::auth::fill_after;
+pub(super) use crate::store::auth::journal;
 use crate::store::{
     Account, AccountWrite, AuthStore, CoordOp, JobEvent, Result, StoreError, StoredToken,
 };
@@ -57,20 +58,6 @@ fn decode<T: DeserializeOwned>(what: &str, body: &str) -> Result<T> {
         .map_err(|e| StoreError::Backend(format!("stored {what} is unreadable: {e}")))
 }
 
-/// Writes a committed entry to the journal (who, how, from where, what;
-/// before/after stay in the store).
-pub(super) fn journal(e: &AuditEntry) {
-    tracing::info!(
-        target: "cronsund::audit",
-        actor = %e.actor,
-        via = e.via.as_str(),
-        from = %e.from,
-        action = %e.action,
-        target = %e.target,
-        "audit"
-    );
-}
-
 /// Appends an audit entry in the caller's transaction; the store assigns its id.
 fn insert_audit(conn: &Connection, mut e: AuditEntry) -> Result<()> {
     let at = to_ns(e.at)?;
@@ -99,23 +86,36 @@ fn all_bodies(conn: &Connection, sql: &str, what: &'static str) -> Result<Vec<St
 }
 
 fn put_account(conn: &Connection, a: &Account, how: AccountWrite) -> Result<()> {
-    let exists = get_body(
+    let stored: Option<Account> = get_body(
         conn,
         "SELECT body FROM accounts WHERE user = ?1",
         &a.user,
         "read account",
     )?
-    .is_some();
-    match (how, exists) {
-        (AccountWrite::Create, true) => {
+    .map(|b| decode("account", &b))
+    .transpose()?;
+    let current = match (how, &stored) {
+        (AccountWrite::Create, Some(_)) => {
             return Err(StoreError::Exists(format!("account {:?}", a.user)))
         }
-        (AccountWrite::Replace, false) => {
+        (AccountWrite::Replace, None) => {
             return Err(StoreError::NotFound(format!("account {:?}", a.user)))
         }
-        _ => {}
+        (_, s) => s.as_ref().map_or(0, |s| s.revision),
+    };
+    if a.revision != 0 && a.revision != current {
+        return Err(StoreError::Stale {
+            what: format!("account {:?}", a.user),
+            current,
+        });
     }
-    let body = encode("account", a)?;
+    let body = encode(
+        "account",
+        &Account {
+            revision: current + 1,
+            ..a.clone()
+        },
+    )?;
     conn.prepare_cached(
         "INSERT INTO accounts (user, body) VALUES (?1, ?2)
          ON CONFLICT(user) DO UPDATE SET body = excluded.body",
@@ -474,6 +474,7 @@ mod tests {
             created_at: Timestamp::UNIX_EPOCH,
             disabled: false,
             generation: 1,
+            revision: 0,
         };
         s.put_account(
             a.clone(),
@@ -490,7 +491,24 @@ mod tests {
         };
         let missing = s.put_account(ghost, AccountWrite::Replace, None).await;
         assert!(matches!(missing, Err(StoreError::NotFound(_))));
-        assert_eq!(s.account("bob").await.expect("get"), Some(a));
+        let stored = s.account("bob").await.expect("get").expect("bob");
+        assert_eq!(stored.revision, 1);
+        assert_eq!(
+            stored,
+            Account {
+                revision: 1,
+                ..a.clone()
+            }
+        );
+        // A write from an older read is refused; one from the current read is not.
+        s.put_account(stored.clone(), AccountWrite::Replace, None)
+            .await
+            .expect("replace at the current revision");
+        let stale = s.put_account(stored, AccountWrite::Replace, None).await;
+        assert!(
+            matches!(stale, Err(StoreError::Stale { current: 2, .. })),
+            "{stale:?}"
+        );
         assert!(matches!(
             s.delete_account("nobody", None).await,
             Err(StoreError::NotFound(_))
