@@ -203,7 +203,7 @@ struct Active {
 }
 
 /// Claims asked of the store together (one etcd transaction in cluster mode).
-const CLAIM_CHUNK: usize = 60;
+const CLAIM_CHUNK: usize = 40;
 
 /// An instant of a busy second ready to claim: the job, the instant, how it
 /// may start and its first record.

@@ -1,5 +1,9 @@
 //! Claims of a busy second, many per transaction (DESIGN §3, "speed").
 //!
+//! A `forbid` job's claim also takes its `active/` key in the batch; a
+//! batch in which one such job still runs elsewhere fails as a whole and
+//! goes through the single path (correct, only slower).
+//!
 //! When many `one` jobs share an instant, each node claims its share at
 //! `T - lead`. One transaction per claim costs etcd one raft proposal each,
 //! and a burst of a thousand queues behind them. Here the plain claims of a
@@ -34,9 +38,10 @@ use crate::store::{ClaimOutcome, ClaimRequest, CoordStore, Result};
 use cronsun_proto::job::JobKind;
 use cronsun_proto::run::RunStatus;
 
-/// Claims per transaction: two compares and two puts each, plus the lease
-/// compare, under etcd's default limit of 128 operations per list.
-pub const CLAIMS_PER_TXN: usize = 60;
+/// Claims per transaction: up to three compares and three puts each (the
+/// `forbid` key), plus the lease compare, under etcd's default limit of 128
+/// operations per list.
+pub const CLAIMS_PER_TXN: usize = 40;
 
 impl EtcdCoord {
     /// Claims `reqs` (answers in the same order).
@@ -101,13 +106,15 @@ impl EtcdCoord {
             .collect()
     }
 
-    /// A plain `one` claim of a known job: no `forbid` key to hold.
+    /// A `one` claim of a job known at the revision it was scheduled from.
     fn batchable(&self, req: &ClaimRequest) -> bool {
-        self.known(&req.job_id).is_some_and(|k| {
-            k.kind == JobKind::One
-                && k.revision == req.job_revision
-                && !(k.forbid && req.record.status == RunStatus::Running)
-        })
+        self.known(&req.job_id)
+            .is_some_and(|k| k.kind == JobKind::One && k.revision == req.job_revision)
+    }
+
+    /// `concurrency = "forbid"`: the claim also takes the job's `active/` key.
+    fn holds_active(&self, req: &ClaimRequest) -> bool {
+        req.record.status == RunStatus::Running && self.known(&req.job_id).is_some_and(|k| k.forbid)
     }
 
     /// The watermarks of `jobs` (read-only: no raft proposal).
@@ -172,6 +179,21 @@ impl EtcdCoord {
             if req.record.status == RunStatus::Running {
                 running.push(TxnOp::put(
                     self.keys.running(&self.node.id, &req.record.run_id),
+                    req.record.record_id(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ));
+            }
+            if self.holds_active(req) {
+                // A previous run still active anywhere fails the batch; the
+                // single path then records this instant `skipped`.
+                let active = self.keys.active(&req.job_id);
+                when.push(Compare::create_revision(
+                    active.as_str(),
+                    CompareOp::Equal,
+                    0,
+                ));
+                running.push(TxnOp::put(
+                    active,
                     req.record.record_id(),
                     Some(PutOptions::new().with_lease(lease)),
                 ));

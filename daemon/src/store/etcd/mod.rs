@@ -70,6 +70,10 @@ const CLAIM_TRIES: usize = 3;
 /// Meta key (SQLite) of the etcd revision the mirrored job set is as of.
 const MIRROR_REVISION: &str = "etcd_job_revision";
 
+fn fenced_during_claim() -> StoreError {
+    backend("this node fenced itself during the claim (no keep-alive acknowledged in time); not claiming")
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -641,9 +645,7 @@ impl EtcdCoord {
         let mut fences = self.member.fences();
         tokio::select! {
             r = self.claim_with(req, lease) => r,
-            _ = fences.changed() => Err(backend(
-                "this node fenced itself during the claim (no keep-alive acknowledged in time); not claiming",
-            )),
+            _ = fences.changed() => Err(fenced_during_claim()),
         }
     }
 
@@ -1050,8 +1052,16 @@ impl CoordStore for EtcdCoord {
         }
     }
 
+    /// As [`EtcdCoord::claim_one`]: abandoned when the node fences itself.
     async fn claim_many(&self, reqs: Vec<ClaimRequest>) -> Vec<Result<ClaimOutcome>> {
-        self.claim_batch(reqs).await
+        let n = reqs.len();
+        let mut fences = self.member.fences();
+        tokio::select! {
+            r = self.claim_batch(reqs) => r,
+            _ = fences.changed() => (0..n)
+                .map(|_| Err(fenced_during_claim()))
+                .collect(),
+        }
     }
 
     async fn global_pause(&self) -> Result<GlobalPause> {
