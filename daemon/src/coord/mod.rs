@@ -1,4 +1,6 @@
 //! Cluster coordination above the stores: serving the API from the web
-//! leader (DESIGN §1: every other node reverse-proxies to it).
+//! leader (DESIGN §1: every other node reverse-proxies to it), over TLS
+//! pinned to the certificate each node publishes.
 
+pub mod pin;
 pub mod proxy;

@@ -210,7 +210,7 @@ impl EtcdCoord {
                 interval: cfg.keepalive_interval(),
                 claim_delay: cfg.claim_delay.0,
             },
-            p.info,
+            p.info.clone(),
             cfg.require_clock_sync,
             cfg.max_skew.0,
         );
@@ -235,6 +235,7 @@ impl EtcdCoord {
             Leader {
                 node: p.node.id.clone(),
                 url: p.api_url.clone(),
+                fingerprint: p.info.tls_fingerprint.clone(),
             },
             member.clone(),
         );
