@@ -830,7 +830,10 @@ impl Daemon {
         let token_file = self.state_dir().join("admin.token");
         let token_file = token_file.to_string_lossy();
         let ca_file = self.cert_path().map(|p| p.to_string_lossy().into_owned());
-        let mut envs = vec![("CRONSUN_URL", url.as_str()), ("CRONSUN_TOKEN_FILE", &token_file)];
+        let mut envs = vec![
+            ("CRONSUN_URL", url.as_str()),
+            ("CRONSUN_TOKEN_FILE", &token_file),
+        ];
         if let Some(ca) = &ca_file {
             envs.push(("CRONSUN_CA_FILE", ca));
         }

@@ -118,7 +118,10 @@ where
     Ok((parts, body))
 }
 
-async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
     let Some(ip) = source else {
         return tokio::net::TcpStream::connect(addr).await;
     };

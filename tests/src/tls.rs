@@ -50,10 +50,7 @@ pub async fn handshake(
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from(server_name.to_string()).context("server name")?;
-    connector
-        .connect(name, tcp)
-        .await
-        .context("TLS handshake")
+    connector.connect(name, tcp).await.context("TLS handshake")
 }
 
 /// Sends one request over TLS to `addr`, verifying the server against

@@ -69,7 +69,9 @@ fn put_leader_keeping_lease(c: &Cluster, value: &Value) {
     let key = format!("{}leader", c.prefix);
     let got: Value =
         serde_json::from_str(&c.etcd.ctl(&["get", &key, "-w", "json"])).expect("etcdctl json");
-    let lease = got["kvs"][0]["lease"].as_i64().expect("the leader key has a lease");
+    let lease = got["kvs"][0]["lease"]
+        .as_i64()
+        .expect("the leader key has a lease");
     c.etcd.ctl(&[
         "put",
         &format!("--lease={lease:x}"),
@@ -299,7 +301,10 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
     let old = fingerprint_of(&c.nodes[li]);
     c.nodes[mi].stop();
     c.nodes[li].stop();
-    assert_eq!(c.wait_leader(Duration::from_secs(15)), c.nodes[ni].node_id());
+    assert_eq!(
+        c.wait_leader(Duration::from_secs(15)),
+        c.nodes[ni].node_id()
+    );
     std::fs::remove_dir_all(c.nodes[li].state_dir().join("tls")).expect("remove the certificate");
     c.nodes[li].restart();
     let new = fingerprint_of(&c.nodes[li]);
