@@ -96,7 +96,13 @@ fn audit_from(leader: &Daemon, target: &str) -> String {
 
 #[test]
 fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate() {
-    let mut c = Cluster::start_adjusted(3, "", |cfg| cfg.tls_listener());
+    // Node i also answers to `node<i>.example` (its own `[web] hosts`).
+    let started = std::cell::Cell::new(0);
+    let mut c = Cluster::start_adjusted(3, "", |cfg| {
+        let i = started.replace(started.get() + 1);
+        cfg.tls_listener()
+            .set("web", "hosts", &format!("[\"node{i}.example\"]"))
+    });
     // Every node's API answers, served by the leader: each non-leader
     // reached it over pinned TLS.
     let leader = c.wait_leader(Duration::from_secs(20));
@@ -216,6 +222,21 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
     );
     assert_eq!(wrong.status, 421, "{wrong}");
     assert!(wrong.text().contains("evil.example"), "{wrong}");
+    // A Host only this node serves works: the node checked it, and the
+    // leader got the host of its own api_url instead.
+    let own_host = format!("node{ni}.example:{}", n.port());
+    let own = send(
+        &browser,
+        Method::GET,
+        "/api/v1/session",
+        &[("cookie", &cookie), ("host", &own_host)],
+        None,
+    );
+    assert_eq!(own.status, 200, "{own}");
+    assert_eq!(
+        own.header("x-cronsun-served-by").as_deref(),
+        Some(leader.as_str())
+    );
 
     // The CLI through the non-leader, trusting only its certificate:
     // login, a run followed live (SSE) to its end, run ls.
