@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 
 use cronsun_tests::cluster::{wait_for, Cluster};
 use cronsun_tests::http::{HttpClient, Trust};
-use cronsun_tests::{bins, run_cli, tls, unique_id, Daemon, Response};
+use cronsun_tests::jobs::whole_seconds_from_now;
+use cronsun_tests::{
+    bins, job, poll_until, run_cli, schedule_at, tls, unique_id, Daemon, Response, RunStatus,
+};
 
 /// `AB:CD:…` of the certificate a node serves now.
 fn fingerprint_of(d: &Daemon) -> String {
@@ -170,7 +173,7 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
         .expect("a CSRF token")
         .to_string();
     let job_id = unique_id("tls");
-    let job = json!({
+    let new_job = json!({
         "id": job_id, "shell": true,
         "command": "echo first; sleep 0.3; echo second",
         "rules": [{ "schedule": "@yearly" }],
@@ -180,7 +183,7 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
         Method::POST,
         "/api/v1/jobs",
         &[("cookie", &cookie)],
-        Some(job.clone()),
+        Some(new_job.clone()),
     );
     assert_eq!(refused.status, 403, "no CSRF token: {refused}");
     let created = send(
@@ -188,7 +191,7 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
         Method::POST,
         "/api/v1/jobs",
         &[("cookie", &cookie), ("x-csrf-token", &csrf)],
-        Some(job),
+        Some(new_job),
     );
     assert_eq!(created.status, 201, "{created}");
     // The leader saw the browser's address (forwarded with a proof), not
@@ -222,6 +225,15 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
     );
     assert_eq!(wrong.status, 421, "{wrong}");
     assert!(wrong.text().contains("evil.example"), "{wrong}");
+    // Only nodes make owner calls (they prove it with the cluster's key).
+    let bogus = send(
+        &browser,
+        Method::GET,
+        "/api/v1/session",
+        &[("cookie", &cookie), ("x-cronsun-owner-call", "someone")],
+        None,
+    );
+    assert_eq!(bogus.status, 403, "{bogus}");
     // A Host only this node serves works: the node checked it, and the
     // leader got the host of its own api_url instead.
     let own_host = format!("node{ni}.example:{}", n.port());
@@ -272,6 +284,38 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
     assert!(
         runs["runs"][0]["status"] == "success",
         "run ls through the proxy: {runs}"
+    );
+
+    // Live output of a run on a node other than the leader, followed
+    // through the third node: proxy → leader → owning node, each hop over
+    // TLS pinned to the next node's published certificate. The job waits
+    // for a gate file, so its first line can only arrive live.
+    let gate = home.path().join("gate");
+    let live_id = unique_id("live");
+    c.nodes[li].create_job(&job(json!({
+        "id": live_id, "kind": "all", "shell": true,
+        "command": format!(
+            "echo first; i=0; while [ ! -e {gate} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; echo second",
+            gate = gate.display()
+        ),
+        "rules": [{ "schedule": schedule_at(whole_seconds_from_now(2)) }],
+    })));
+    let owner = c.nodes[mi].node_id().to_string();
+    let record = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        c.nodes[li]
+            .runs(&live_id)
+            .into_iter()
+            .find(|r| r.node_id == owner && r.status == RunStatus::Running)
+            .map(|r| r.record_id())
+    })
+    .unwrap_or_else(|| panic!("no running run of {live_id} on {owner}"));
+    let mut follower = Follower::start(&["run", "logs", "--follow", &record], &envs);
+    follower.wait_for_line("first", Duration::from_secs(15));
+    std::fs::write(&gate, b"").expect("open the gate");
+    let rest = follower.finish(Duration::from_secs(30));
+    assert!(
+        rest.contains("second"),
+        "the rest of the live output: {rest}"
     );
 
     // A leader record whose fingerprint is not the certificate the leader
@@ -342,6 +386,101 @@ fn the_api_works_through_any_node_over_tls_pinned_to_the_published_certificate()
     assert_eq!(etcd_json(&c, "leader")["fingerprint"], new);
     c.nodes[ni].restart();
     assert_eq!(c.wait_leader(Duration::from_secs(15)), id);
+}
+
+/// A `cronsun` command whose output is read as it comes (a followed run);
+/// killed by its pid if the test ends first.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Follower {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Follower {
+        let mut cmd = std::process::Command::new(bins::cronsun());
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CRONSUN_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(envs.iter().copied());
+        let mut child = cmd.spawn().expect("spawn cronsun");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Follower {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text`, while the command still runs.
+    #[track_caller]
+    fn wait_for_line(&mut self, text: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("no line with {text:?} within {timeout:?}: {:?}", self.seen),
+            }
+        }
+        assert!(
+            matches!(self.child.try_wait(), Ok(None)),
+            "the command ended early: {:?}",
+            self.seen
+        );
+    }
+
+    /// Waits for the command to exit successfully; returns every line.
+    #[track_caller]
+    fn finish(&mut self, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                assert!(st.success(), "{st}: {:?}", self.seen);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {timeout:?}: {:?}",
+                self.seen
+            );
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(l);
+            }
+        }
+        // The reader thread ends at EOF; take what it still holds.
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Whether `cronsun login` saved its token under this config home.

@@ -62,6 +62,8 @@ pub struct Proxy {
     /// connections, verified against the new pin.
     pinned: Mutex<Option<(Fingerprint, Client<PinnedConnector, Body>)>>,
     proof_key: [u8; 32],
+    /// The cluster's admin token: the credential of owner calls.
+    admin_token: String,
     /// The last mismatch logged, so a polling browser does not flood the log.
     warned: Mutex<Option<(String, Fingerprint)>>,
 }
@@ -80,8 +82,28 @@ impl Proxy {
                 admin_token.trim().as_bytes(),
                 &[b"cronsun forwarded client"],
             ),
+            admin_token: admin_token.trim().to_string(),
             warned: Mutex::new(None),
         }
+    }
+
+    /// Headers of an owner call from `node` for `path` (see [`super::owner`]).
+    pub(super) fn owner_call_headers(&self, node: &str, path: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("authorization", format!("Bearer {}", self.admin_token)),
+            (super::owner::OWNER_CALL, node.to_string()),
+            (FORWARD_PROOF, self.proof(node, &format!("owner {path}"))),
+        ]
+    }
+
+    /// Whether an owner call's proof holds for `path`.
+    fn owner_call_ok(&self, headers: &HeaderMap, path: &str) -> bool {
+        let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+        let (Some(node), Some(proof)) = (get(super::owner::OWNER_CALL), get(FORWARD_PROOF)) else {
+            return false;
+        };
+        let want = self.proof(node, &format!("owner {path}"));
+        crypto::same(want.as_bytes(), proof.as_bytes())
     }
 
     fn pinned(&self, want: Fingerprint) -> Client<PinnedConnector, Body> {
@@ -115,17 +137,17 @@ impl Proxy {
             .flatten()
     }
 
-    fn warn_mismatch(&self, leader: &Leader, m: &pin::Mismatch) {
+    fn warn_mismatch(&self, to: &Target<'_>, m: &pin::Mismatch) {
         let mut last = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_ref() != Some(&(leader.node.clone(), m.seen)) {
-            warn!(leader = %leader.node, url = %leader.url, presented = %m.seen, published = %m.want,
-                "certificate fingerprint mismatch: not forwarding to the web leader");
-            *last = Some((leader.node.clone(), m.seen));
+        if last.as_ref() != Some(&(to.node.to_string(), m.seen)) {
+            warn!(node = %to.node, url = %to.url, presented = %m.seen, published = %m.want,
+                "certificate fingerprint mismatch: not forwarding to this node");
+            *last = Some((to.node.to_string(), m.seen));
         }
     }
 }
 
-fn unavailable(msg: String) -> Response {
+pub(super) fn unavailable(msg: String) -> Response {
     crate::api::Failure::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
 }
 
@@ -156,6 +178,19 @@ pub async fn to_leader(State(s): State<AppState>, mut req: Request, next: Next) 
         .extensions()
         .get::<ConnectInfo<crate::api::PeerCred>>()
         .is_some();
+    // The leader asking this node for something only it has (a run's
+    // live output): served here, never forwarded back.
+    if !local_socket && req.headers().contains_key(super::owner::OWNER_CALL) {
+        let pq = req.uri().path_and_query().map_or(path, |p| p.as_str());
+        if !s.proxy.owner_call_ok(req.headers(), pq) {
+            return crate::api::Failure::new(
+                StatusCode::FORBIDDEN,
+                "x-cronsun-owner-call without a valid proof: only the cluster's nodes make owner calls",
+            )
+            .into_response();
+        }
+        return serve_here(&s, req, next).await;
+    }
     if local_socket || path == "/healthz" || path == "/metrics" || cluster.is_leader() {
         if !local_socket {
             if let Some(ip) = s.proxy.forwarded_client(req.headers()) {
@@ -163,11 +198,7 @@ pub async fn to_leader(State(s): State<AppState>, mut req: Request, next: Next) 
                     .insert(ConnectInfo(SocketAddr::new(ip, 0)));
             }
         }
-        let mut resp = next.run(req).await;
-        if let Ok(v) = HeaderValue::from_str(&s.node.id) {
-            resp.headers_mut().insert(SERVED_BY, v);
-        }
-        return resp;
+        return serve_here(&s, req, next).await;
     }
     let Some(leader) = cluster.leader() else {
         return unavailable("no web leader is elected yet; retry in a moment".into());
@@ -192,21 +223,83 @@ pub async fn to_leader(State(s): State<AppState>, mut req: Request, next: Next) 
     forward(&s, &leader, req).await
 }
 
+/// Serves `req` on this node, naming it in the answer.
+async fn serve_here(s: &AppState, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&s.node.id) {
+        resp.headers_mut().insert(SERVED_BY, v);
+    }
+    resp
+}
+
+/// Where a peer's API is, as it published it.
+pub struct Target<'a> {
+    pub node: &'a str,
+    pub url: &'a str,
+    pub fingerprint: Option<&'a str>,
+}
+
+impl<'a> From<&'a Leader> for Target<'a> {
+    fn from(l: &'a Leader) -> Target<'a> {
+        Target {
+            node: &l.node,
+            url: &l.url,
+            fingerprint: l.fingerprint.as_deref(),
+        }
+    }
+}
+
+impl Proxy {
+    /// Sends `req` (its path and query, its headers but `Host`) to `to`
+    /// over TLS pinned to its fingerprint (`https://`) or plain HTTP, and
+    /// returns the answer, streamed; the error says why it could not
+    /// (e.g. `cannot be reached: … certificate fingerprint mismatch …`).
+    pub async fn send(&self, to: &Target<'_>, req: Request) -> Result<Response, String> {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        let uri: Uri = format!("{}{pq}", to.url.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| format!("advertises an unusable URL {:?}: {e}", to.url))?;
+        let (mut parts, body) = req.into_parts();
+        if let Some(a) = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, a);
+        }
+        let https = uri.scheme_str() == Some("https");
+        parts.uri = uri;
+        let req = Request::from_parts(parts, body);
+        let sent = if https {
+            let fp = to.fingerprint.ok_or_else(|| {
+                "publishes no certificate fingerprint, so its certificate cannot be verified; \
+                 not forwarding"
+                    .to_string()
+            })?;
+            let want: Fingerprint = fp
+                .parse()
+                .map_err(|e| format!("publishes an unusable certificate fingerprint: {e}"))?;
+            self.pinned(want).request(req)
+        } else {
+            self.plain.request(req)
+        };
+        match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
+            Ok(Ok(resp)) => Ok(resp.map(Body::new)),
+            Ok(Err(e)) => {
+                if let Some(m) = pin::mismatch_in(&e) {
+                    self.warn_mismatch(to, m);
+                }
+                Err(format!("cannot be reached: {}", chain(&e)))
+            }
+            Err(_) => Err(format!("did not answer within {RESPONSE_TIMEOUT:?}")),
+        }
+    }
+}
+
 /// Sends `req` to the leader and streams its answer back.
 async fn forward(s: &AppState, leader: &Leader, req: Request) -> Response {
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let uri: Uri = match format!("{}{pq}", leader.url.trim_end_matches('/')).parse() {
-        Ok(u) => u,
-        Err(e) => {
-            return unavailable(format!(
-                "the web leader {} advertises an unusable URL {:?}: {e}",
-                leader.node, leader.url
-            ))
-        }
-    };
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -222,14 +315,9 @@ async fn forward(s: &AppState, leader: &Leader, req: Request) -> Response {
     ] {
         headers.remove(h);
     }
+    // The leader gets the Host of its own api_url (set by `send`).
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert("x-forwarded-host", host);
-    }
-    if let Some(a) = uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        headers.insert(header::HOST, a);
     }
     let proto = if s.auth.secure { "https" } else { "http" };
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
@@ -245,48 +333,16 @@ async fn forward(s: &AppState, leader: &Leader, req: Request) -> Response {
             headers.insert(FORWARD_PROOF, p);
         }
     }
-    parts.uri = uri;
-    let https = parts.uri.scheme_str() == Some("https");
     let req = Request::from_parts(parts, body);
-    let sent = if https {
-        let Some(fp) = &leader.fingerprint else {
-            return unavailable(format!(
-                "the web leader {} ({}) publishes no certificate fingerprint, so its \
-                     certificate cannot be verified; not forwarding",
-                leader.node, leader.url
-            ));
-        };
-        let want: Fingerprint = match fp.parse() {
-            Ok(f) => f,
-            Err(e) => {
-                return unavailable(format!(
-                    "the web leader {} ({}) publishes an unusable certificate fingerprint: {e}",
-                    leader.node, leader.url
-                ))
-            }
-        };
-        s.proxy.pinned(want).request(req)
-    } else {
-        s.proxy.plain.request(req)
-    };
-    match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
-        Ok(Ok(resp)) => resp.map(Body::new),
-        Ok(Err(e)) => {
-            if let Some(m) = pin::mismatch_in(&e) {
-                s.proxy.warn_mismatch(leader, m);
-            }
+    s.proxy
+        .send(&leader.into(), req)
+        .await
+        .unwrap_or_else(|why| {
             unavailable(format!(
-                "the web leader {} ({}) cannot be reached: {}",
-                leader.node,
-                leader.url,
-                chain(&e)
+                "the web leader {} ({}) {why}",
+                leader.node, leader.url
             ))
-        }
-        Err(_) => unavailable(format!(
-            "the web leader {} ({}) did not answer within {RESPONSE_TIMEOUT:?}",
-            leader.node, leader.url
-        )),
-    }
+        })
 }
 
 #[cfg(test)]
@@ -336,6 +392,28 @@ mod tests {
             b.forwarded_client(&forwarded("node-a", "not an address", &junk)),
             None
         );
+    }
+
+    #[test]
+    fn an_owner_call_holds_only_for_its_path_and_cluster() {
+        let a = Proxy::new("token-1");
+        let path = "/api/v1/runs/j~1%23/stream";
+        let mut h = HeaderMap::new();
+        for (k, v) in a.owner_call_headers("node-a", path) {
+            h.insert(k, HeaderValue::from_str(&v).expect("header"));
+        }
+        assert_eq!(
+            h.get("authorization").and_then(|v| v.to_str().ok()),
+            Some("Bearer token-1")
+        );
+        assert!(a.owner_call_ok(&h, path));
+        assert!(!a.owner_call_ok(&h, "/api/v1/runs/other/stream"));
+        assert!(!Proxy::new("token-2").owner_call_ok(&h, path));
+        h.insert(
+            super::super::owner::OWNER_CALL,
+            HeaderValue::from_static("node-b"),
+        );
+        assert!(!a.owner_call_ok(&h, path));
     }
 
     #[test]

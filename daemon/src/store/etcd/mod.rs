@@ -329,6 +329,11 @@ impl EtcdCoord {
         self.leadership.is_leader()
     }
 
+    /// A live peer's registered facts (its API URL and certificate).
+    pub fn peer(&self, id: &str) -> Option<NodeInfo> {
+        self.member.peer(id)
+    }
+
     /// Every node of the cluster, alive or not.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
         self.member.nodes().await
