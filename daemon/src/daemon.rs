@@ -95,6 +95,12 @@ async fn run_with(
             .clone()
             .unwrap_or_else(|| api_url(cfg.web.listen, &hostname, tls.is_some()))
     });
+    if let Some(u) = api_url.as_deref() {
+        if u.starts_with("https://") != tls.is_some() {
+            let listener = if tls.is_some() { "TLS" } else { "plain HTTP" };
+            warn!(api_url = %u, "[etcd] api_url does not match the listener ({listener}): the other nodes cannot reach this node's API through it");
+        }
+    }
     // With [mongodb], run records go through the spool in the same SQLite
     // file to MongoDB; jobs and watermarks stay in SQLite (DESIGN §1).
     let mongo = match &cfg.mongodb {
