@@ -87,6 +87,20 @@ async fn run_with(
     let metrics = Metrics::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = reload::retention(&cfg);
+    // Before joining the cluster: the node record publishes the listener's
+    // scheme and certificate fingerprint.
+    let tls = listener_tls(&cfg, &state_dir)?;
+    let api_url = cfg.etcd.as_ref().map(|e| {
+        e.api_url
+            .clone()
+            .unwrap_or_else(|| api_url(cfg.web.listen, &hostname, tls.is_some()))
+    });
+    if let Some(u) = api_url.as_deref() {
+        if u.starts_with("https://") != tls.is_some() {
+            let listener = if tls.is_some() { "TLS" } else { "plain HTTP" };
+            warn!(api_url = %u, "[etcd] api_url does not match the listener ({listener}): the other nodes cannot reach this node's API through it");
+        }
+    }
     // With [mongodb], run records go through the spool in the same SQLite
     // file to MongoDB; jobs and watermarks stay in SQLite (DESIGN §1).
     let mongo = match &cfg.mongodb {
@@ -109,7 +123,13 @@ async fn run_with(
             EtcdCoord::start(
                 e,
                 ClusterParts {
-                    info: node_info(&cfg, &node_id, &hostname, clock.now()),
+                    info: node_info(
+                        &cfg,
+                        &node_id,
+                        &hostname,
+                        clock.now(),
+                        (api_url.clone(), tls.as_ref().map(|t| t.fingerprint.clone())),
+                    ),
                     node: NodeIdentity {
                         id: node_id.clone(),
                         hostname: hostname.clone(),
@@ -118,10 +138,7 @@ async fn run_with(
                     local: m.coord(),
                     runs: m.clone(),
                     clock_gauges: metrics.clock_gauges(),
-                    api_url: e
-                        .api_url
-                        .clone()
-                        .unwrap_or_else(|| api_url(cfg.web.listen, &hostname)),
+                    api_url: api_url.clone().unwrap_or_default(),
                 },
                 stop_rx.clone(),
             )
@@ -225,6 +242,7 @@ async fn run_with(
         &token,
         &state_dir,
         node_in_cluster,
+        api_url.as_deref(),
         stop_rx.clone(),
     )
     .await?;
@@ -245,6 +263,7 @@ async fn run_with(
         auth,
         state_dir: state_dir.clone(),
         cluster: cluster.clone(),
+        proxy: Arc::new(crate::coord::proxy::Proxy::new(&token)),
     };
     let metrics_for_status = metrics.clone();
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
@@ -254,7 +273,7 @@ async fn run_with(
         .with_context(|| format!("cannot listen on {} ([web] listen)", cfg.web.listen))?;
     let app = api::router(state.clone());
     let mut servers = Vec::new();
-    servers.push(match listener_tls(&cfg, &state_dir)? {
+    servers.push(match tls {
         None => tokio::spawn(serve_tcp(tcp, app.clone(), http_stop_rx.clone())),
         Some(tls) => tokio::spawn(crate::tls::serve(
             tcp,
@@ -356,6 +375,7 @@ async fn start_auth(
     admin_token: &str,
     state_dir: &Path,
     node: Option<&str>,
+    api_url: Option<&str>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Auth>, Vec<tokio::task::JoinHandle<()>>)> {
     let (key, tasks) =
@@ -367,7 +387,7 @@ async fn start_auth(
         limiter: Default::default(),
         session_ttl: cfg.web.session_ttl.0,
         secure: cfg.web.transport() != crate::config::Transport::Plain,
-        hosts: cfg.web.allowed_hosts(&node::hostname()),
+        hosts: allowed_hosts(cfg, api_url),
         default_run_as: cfg.security.default_run_as.clone(),
     });
     Ok((auth, tasks))
@@ -409,14 +429,31 @@ fn listener_tls(cfg: &Config, state_dir: &Path) -> anyhow::Result<Option<crate::
     Ok(Some(tls))
 }
 
-/// `http://` + the listen address (the hostname when it listens on all
-/// addresses): how other nodes reach this one's API by default.
-fn api_url(listen: std::net::SocketAddr, hostname: &str) -> String {
+/// `http://` or `https://` (`tls`) + the listen address (the hostname when
+/// it listens on all addresses): how other nodes reach this one's API by
+/// default.
+fn api_url(listen: std::net::SocketAddr, hostname: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if listen.ip().is_unspecified() {
-        format!("http://{hostname}:{}", listen.port())
+        format!("{scheme}://{hostname}:{}", listen.port())
     } else {
-        format!("http://{listen}")
+        format!("{scheme}://{listen}")
     }
+}
+
+/// The Host names the API accepts: `[web]`'s, plus the host of `[etcd]
+/// api_url` (the Host proxied requests carry).
+fn allowed_hosts(cfg: &Config, api_url: Option<&str>) -> Vec<String> {
+    let mut hosts = cfg.web.allowed_hosts(&node::hostname());
+    let host = api_url
+        .and_then(|u| u.parse::<axum::http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_ascii_lowercase));
+    if let Some(h) = host {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
 }
 
 /// This node's facts as registered in etcd.
@@ -425,10 +462,13 @@ fn node_info(
     id: &str,
     hostname: &str,
     now: jiff::Timestamp,
+    (api_url, tls_fingerprint): (Option<String>, Option<String>),
 ) -> cronsun_proto::api::NodeInfo {
     cronsun_proto::api::NodeInfo {
         id: id.to_string(),
         hostname: hostname.to_string(),
+        api_url,
+        tls_fingerprint,
         version: env!("CARGO_PKG_VERSION").into(),
         tzdata: cronsun_proto::schedule::tzdata_version(),
         groups: cfg.node.groups.clone(),

@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use axum::extract::ConnectInfo;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -31,11 +30,7 @@ pub struct Tls {
 
 /// `AB:CD:...` SHA-256 of a DER certificate.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    crate::coord::pin::Fingerprint::of(der).to_string()
 }
 
 /// Loads the configured certificate chain and key.

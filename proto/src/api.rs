@@ -132,6 +132,15 @@ pub struct RunPage {
 pub struct NodeInfo {
     pub id: String,
     pub hostname: String,
+    /// Cluster mode: where the other nodes reach this node's API
+    /// (`https://` when its listener speaks TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// SHA-256 fingerprint (`AB:CD:…`) of the certificate this node's
+    /// listener serves; the other nodes accept exactly this certificate
+    /// from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
     pub version: String,
     pub tzdata: String,
     pub groups: Vec<String>,

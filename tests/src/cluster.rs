@@ -62,6 +62,17 @@ impl Cluster {
     /// [`Cluster::start`] with extra `[etcd]` keys (TOML lines).
     #[track_caller]
     pub fn start_with(n: usize, etcd_extra: &str) -> Cluster {
+        Cluster::start_adjusted(n, etcd_extra, |cfg| cfg)
+    }
+
+    /// [`Cluster::start_with`], every node's config changed by `adjust`
+    /// (e.g. [`ConfigOverrides::tls_listener`]).
+    #[track_caller]
+    pub fn start_adjusted(
+        n: usize,
+        etcd_extra: &str,
+        adjust: impl Fn(ConfigOverrides) -> ConfigOverrides,
+    ) -> Cluster {
         let etcd = Etcd::start();
         let ferret = Ferret::start();
         let prefix = "/cronsun-test/".to_string();
@@ -73,7 +84,7 @@ impl Cluster {
             etcd_extra: etcd_extra.to_string(),
         };
         for _ in 0..n {
-            c.add_node(|cfg| cfg);
+            c.add_node(&adjust);
         }
         c.wait_leader(Duration::from_secs(15));
         c

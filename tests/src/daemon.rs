@@ -20,11 +20,13 @@ use cronsun_proto::api::{JobView, RunNowResponse, RunPage};
 use cronsun_proto::{Job, RunRecord, RunStatus};
 
 use crate::cli::{run_cli, CliOutput};
-use crate::http::{HttpClient, Response};
+use crate::http::{HttpClient, Response, Trust};
 use crate::jobs::{fmt_records, unique_id};
 use crate::procs;
 use crate::wait::poll_until;
 
+/// The self-signed certificate under the state dir (as cronsund makes it).
+const SELF_SIGNED_CERT: &str = "tls/cert.pem";
 /// How long a daemon may take from spawn to answering `/healthz`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound for one CLI invocation.
@@ -103,6 +105,7 @@ pub struct ConfigOverrides {
     env: Vec<(String, String)>,
     listen_ip: Option<std::net::IpAddr>,
     prefix: Vec<String>,
+    tls_listener: bool,
 }
 
 impl ConfigOverrides {
@@ -139,6 +142,15 @@ impl ConfigOverrides {
         self.extra.push('\n');
         self.extra.push_str(fragment);
         self.extra.push('\n');
+        self
+    }
+
+    /// Listen on all addresses (`0.0.0.0:<port>`), as packaged: the daemon
+    /// serves TLS with the self-signed certificate it makes at first start,
+    /// and the harness talks to it at `https://localhost:<port>` trusting
+    /// that certificate (HTTP client and CLI alike).
+    pub fn tls_listener(mut self) -> Self {
+        self.tls_listener = true;
         self
     }
 
@@ -279,13 +291,29 @@ impl Daemon {
             .listen_ip
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let addr = SocketAddr::new(ip, port);
+        let listen = if overrides.tls_listener {
+            ([0, 0, 0, 0], port).into()
+        } else {
+            addr
+        };
         let config_path = dir.path().join("cronsun.toml");
         let text = overrides.render(
             &node_id,
             &dir.path().join("state"),
-            addr,
+            listen,
             &run_dir.join("api.sock"),
         );
+        let http = if overrides.tls_listener {
+            HttpClient::with_tls(
+                addr,
+                Trust {
+                    server_name: "localhost".into(),
+                    ca_file: dir.path().join("state").join(SELF_SIGNED_CERT),
+                },
+            )
+        } else {
+            HttpClient::new(addr)
+        };
         std::fs::write(&config_path, text).expect("write the config");
         std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o644))
             .expect("chmod the config");
@@ -297,7 +325,7 @@ impl Daemon {
             config_path,
             child: None,
             token: String::new(),
-            http: HttpClient::new(addr),
+            http,
             starts: 0,
         };
         d.spawn_and_wait_ready();
@@ -422,9 +450,22 @@ impl Daemon {
         self.port
     }
 
-    /// `http://<listen address>:<port>`.
+    /// `http://<listen address>:<port>`, or `https://localhost:<port>` with
+    /// a [`ConfigOverrides::tls_listener`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.http.addr())
+        if self.overrides.tls_listener {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://{}", self.http.addr())
+        }
+    }
+
+    /// The self-signed certificate a [`ConfigOverrides::tls_listener`]
+    /// daemon serves (PEM), to trust with `--ca-file`.
+    pub fn cert_path(&self) -> Option<PathBuf> {
+        self.overrides
+            .tls_listener
+            .then(|| self.state_dir().join(SELF_SIGNED_CERT))
     }
 
     pub fn token(&self) -> &str {
@@ -813,12 +854,15 @@ impl Daemon {
         let url = self.url();
         let token_file = self.state_dir().join("admin.token");
         let token_file = token_file.to_string_lossy();
-        run_cli(
-            &crate::bins::cronsun(),
-            args,
-            &[("CRONSUN_URL", &url), ("CRONSUN_TOKEN_FILE", &token_file)],
-            timeout,
-        )
+        let ca_file = self.cert_path().map(|p| p.to_string_lossy().into_owned());
+        let mut envs = vec![
+            ("CRONSUN_URL", url.as_str()),
+            ("CRONSUN_TOKEN_FILE", &token_file),
+        ];
+        if let Some(ca) = &ca_file {
+            envs.push(("CRONSUN_CA_FILE", ca));
+        }
+        run_cli(&crate::bins::cronsun(), args, &envs, timeout)
     }
 
     /// [`Daemon::cli`] with `--output json`; asserts exit 0 and parses stdout.

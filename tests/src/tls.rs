@@ -8,8 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -32,17 +31,13 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Sends one request over TLS to `addr`, verifying the server against
-/// `trusted` (PEM) for `server_name`.
-pub fn request(
-    addr: SocketAddr,
+/// Connects TLS over `tcp`, verifying the server against `trusted` (PEM)
+/// for `server_name`.
+pub async fn handshake(
+    tcp: tokio::net::TcpStream,
     server_name: &str,
     trusted: &[u8],
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Vec<u8>>,
-) -> anyhow::Result<Response> {
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in pem_certs(trusted)? {
         roots.add(c).context("add the trusted certificate")?;
@@ -55,6 +50,20 @@ pub fn request(
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from(server_name.to_string()).context("server name")?;
+    connector.connect(name, tcp).await.context("TLS handshake")
+}
+
+/// Sends one request over TLS to `addr`, verifying the server against
+/// `trusted` (PEM) for `server_name`.
+pub fn request(
+    addr: SocketAddr,
+    server_name: &str,
+    trusted: &[u8],
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<Response> {
     let mut req = Request::builder()
         .method(method.clone())
         .uri(path)
@@ -71,17 +80,8 @@ pub fn request(
         .build()?;
     let fut = async move {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let tls = connector
-            .connect(name, tcp)
-            .await
-            .context("TLS handshake")?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        let conn = tokio::spawn(conn);
-        let resp = sender.send_request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        conn.abort();
-        anyhow::Ok((parts, body))
+        let tls = handshake(tcp, server_name, trusted).await?;
+        crate::http::exchange(tls, req).await
     };
     let (parts, body) = rt
         .block_on(async { tokio::time::timeout(Duration::from_secs(10), fut).await })

@@ -49,6 +49,8 @@ pub struct AppState {
     pub state_dir: PathBuf,
     /// Cluster mode: the etcd coordination (node directory).
     pub cluster: Option<Arc<crate::store::etcd::EtcdCoord>>,
+    /// Cluster mode: how this node reaches the web leader.
+    pub proxy: Arc<crate::coord::proxy::Proxy>,
 }
 
 #[derive(OpenApi)]

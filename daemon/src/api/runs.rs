@@ -7,10 +7,10 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse as _, Response};
 use axum::Json;
 use cronsun_proto::api::{RunPage, RunQuery};
 use cronsun_proto::RunRecord;
-use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
@@ -133,19 +133,25 @@ pub async fn stream(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     p.require_output()?;
     // Subscribe before reading the status, so the end cannot slip between.
     let finished = s.sched.subscribe_finished();
     let rec = find(&s, &p, &id).await?;
+    // Cluster mode: a run on another node streams from there.
+    if let Some(resp) = crate::coord::owner::stream_from_owner(&s, &rec).await {
+        return Ok(resp);
+    }
     let (tx, rx) = mpsc::channel::<Event>(32);
     let path = crate::exec::output_path(&s.state_dir, &rec.record_id());
     let runs = s.runs.clone();
     tokio::spawn(follow(rec, path, finished, runs, tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|ev| (Ok(ev), rx))
+        rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 fn output_event(text: &str) -> Event {

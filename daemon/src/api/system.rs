@@ -56,6 +56,8 @@ pub async fn nodes(State(s): State<AppState>) -> ApiResult<Json<Vec<NodeInfo>>> 
     Ok(Json(vec![NodeInfo {
         id: s.node.id.clone(),
         hostname: s.node.hostname.clone(),
+        api_url: None,
+        tls_fingerprint: None,
         version: VERSION.into(),
         tzdata: schedule::tzdata_version(),
         groups: s.node.groups.clone(),

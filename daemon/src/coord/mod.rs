@@ -1,4 +1,8 @@
 //! Cluster coordination above the stores: serving the API from the web
-//! leader (DESIGN §1: every other node reverse-proxies to it).
+//! leader (DESIGN §1: every other node reverse-proxies to it), over TLS
+//! pinned to the certificate each node publishes, and node-local answers
+//! (a run's live output) fetched from the node that owns them.
 
+pub mod owner;
+pub mod pin;
 pub mod proxy;

@@ -183,7 +183,7 @@ impl Auth {
     }
 
     /// 421 unless the Host header names one of the allowed hosts.
-    pub(super) fn check_host(&self, req: &Request) -> Result<(), Failure> {
+    pub(crate) fn check_host(&self, req: &Request) -> Result<(), Failure> {
         let host = req
             .headers()
             .get(header::HOST)

@@ -28,8 +28,12 @@ const CAMPAIGN_EVERY: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leader {
     pub node: String,
-    /// `http://host:port` of its API.
+    /// `http://host:port` or `https://host:port` of its API.
     pub url: String,
+    /// SHA-256 fingerprint of the certificate its API serves (TLS only):
+    /// the other nodes accept exactly this certificate from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 pub struct Leadership {

@@ -530,6 +530,12 @@ impl Membership {
         Some(self.timing.claim_delay * u32::try_from(r.min(RANKS)).unwrap_or(u32::MAX))
     }
 
+    /// A live peer's record as last seen.
+    pub fn peer(&self, id: &str) -> Option<NodeInfo> {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.get(id).map(|r| r.info.clone())
+    }
+
     /// Every node ever registered: live ones from `node/`, the others with
     /// their last known facts (`alive = false`).
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {

@@ -218,7 +218,7 @@ impl EtcdCoord {
                 interval: cfg.keepalive_interval(),
                 claim_delay: cfg.claim_delay.0,
             },
-            p.info,
+            p.info.clone(),
             cfg.require_clock_sync,
             cfg.max_skew.0,
             p.clock_gauges,
@@ -244,6 +244,7 @@ impl EtcdCoord {
             Leader {
                 node: p.node.id.clone(),
                 url: p.api_url.clone(),
+                fingerprint: p.info.tls_fingerprint.clone(),
             },
             member.clone(),
         );
@@ -342,6 +343,11 @@ impl EtcdCoord {
     /// Whether this node is the web leader now (not fenced).
     pub fn is_leader(&self) -> bool {
         self.leadership.is_leader()
+    }
+
+    /// A live peer's registered facts (its API URL and certificate).
+    pub fn peer(&self, id: &str) -> Option<NodeInfo> {
+        self.member.peer(id)
     }
 
     /// Every node of the cluster, alive or not.
