@@ -275,6 +275,26 @@ fn cluster_runs_one_jobs_once_and_survives_node_failures() {
     c.wait_leader(Duration::from_secs(15));
     let faulty_id = c.nodes[faulty].node_id().to_string();
 
+    // ---- fault point "commit outcome unknown": etcd applied the claim but
+    // the node never saw the reply; it must find out it won and run it ------
+    let unsure = c.add_node(|cfg| cfg.env("CRONSUN_FAULTS", "claim_outcome_unknown"));
+    let unsure_id = c.nodes[unsure].node_id().to_string();
+    let ran_unsure = wait_for(Duration::from_secs(30), || {
+        ledger.starts("tick").iter().any(|s| s.node == unsure_id)
+    });
+    assert!(
+        ran_unsure,
+        "the node whose claim replies are dropped never ran an instant it won\n{}",
+        c.nodes[unsure].logs()
+    );
+    assert!(
+        c.nodes[unsure]
+            .logs()
+            .contains("fault point claim_outcome_unknown"),
+        "the fault point was never hit\n{}",
+        c.nodes[unsure].logs()
+    );
+
     // ---- the whole history --------------------------------------------------
     assert!(
         wait_for(Duration::from_secs(70), || starts_by_instant(

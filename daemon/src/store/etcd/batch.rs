@@ -33,7 +33,7 @@ use jiff::Timestamp;
 use tracing::warn;
 
 use super::keys::{instant_key, Watermark};
-use super::{backend, gets, rev, EtcdCoord, CLAIM_TRIES};
+use super::{backend, gets, reply_lost, rev, EtcdCoord, CLAIM_TRIES};
 use crate::store::{ClaimOutcome, ClaimRequest, CoordStore, Result};
 use cronsun_proto::job::JobKind;
 use cronsun_proto::run::RunStatus;
@@ -210,7 +210,7 @@ impl EtcdCoord {
         let mut kv = self.etcd.client.kv_client();
         let mut last_err = None;
         for _ in 0..CLAIM_TRIES {
-            match self.etcd.call("claim batch", kv.txn(txn.clone())).await {
+            match reply_lost(self.etcd.call("claim batch", kv.txn(txn.clone())).await) {
                 Ok(resp) if resp.succeeded() => {
                     let fence = resp
                         .header()
@@ -249,6 +249,8 @@ impl EtcdCoord {
         nonce: &str,
     ) -> Option<Vec<Result<ClaimOutcome>>> {
         let kv = first_mark?;
+        // This very batch (its nonce): all of it applied. Any other claim of
+        // this boot is told apart claim by claim on the single path.
         let ours = Watermark::decode(kv.value()).is_some_and(|w| w.nonce == nonce);
         if !ours {
             return None;

@@ -116,6 +116,14 @@ impl Watermark {
         )
     }
 
+    /// Whether this watermark is a claim of instant `t` made by this boot
+    /// of this node (`boot`): any attempt of it, including one whose reply
+    /// was lost. A node claims an instant again only after its earlier
+    /// attempt's outcome was unknown, so such a watermark means it won.
+    pub fn claimed_by_boot(&self, boot: &str, t: Timestamp) -> bool {
+        self.instant == t && self.nonce.split_once('.').is_some_and(|(b, _)| b == boot)
+    }
+
     pub fn decode(v: &[u8]) -> Option<Watermark> {
         let s = std::str::from_utf8(v).ok()?;
         let mut it = s.splitn(4, '|');
@@ -179,6 +187,14 @@ mod tests {
         let next = t + jiff::SignedDuration::from_nanos(1);
         assert!(at.as_str() < instant_key(next).as_str());
         assert_eq!(Watermark::decode(b"garbage"), None);
+        let mine = Watermark {
+            nonce: "b00t.7".into(),
+            ..w.clone()
+        };
+        assert!(mine.claimed_by_boot("b00t", t));
+        assert!(!mine.claimed_by_boot("b00t", next));
+        assert!(!mine.claimed_by_boot("other", t));
+        assert!(!w.claimed_by_boot("ab12", t), "a nonce without a boot part");
     }
 
     #[test]

@@ -70,6 +70,18 @@ const CLAIM_TRIES: usize = 3;
 /// Meta key (SQLite) of the etcd revision the mirrored job set is as of.
 const MIRROR_REVISION: &str = "etcd_job_revision";
 
+/// Fault point `claim_outcome_unknown`: a claim transaction's reply is
+/// dropped after etcd applied it, as a lost connection would (the caller
+/// must resolve the outcome by reading its nonce back).
+fn reply_lost(r: Result<TxnResponse>) -> Result<TxnResponse> {
+    match r {
+        Ok(resp) if resp.succeeded() && crate::faults::fails("claim_outcome_unknown") => Err(
+            backend("fault point claim_outcome_unknown: the reply was dropped after the commit"),
+        ),
+        r => r,
+    }
+}
+
 fn fenced_during_claim() -> StoreError {
     backend("this node fenced itself during the claim (no keep-alive acknowledged in time); not claiming")
 }
@@ -739,8 +751,8 @@ impl EtcdCoord {
         let mut kv = self.etcd.client.kv_client();
         let mut last_err = None;
         for _ in 0..CLAIM_TRIES {
-            match self.etcd.call("claim", kv.txn(txn.clone())).await {
-                Ok(resp) => return self.claim_answer(req, &resp, &nonce, lease).await,
+            match reply_lost(self.etcd.call("claim", kv.txn(txn.clone())).await) {
+                Ok(resp) => return self.claim_answer(req, &resp, lease).await,
                 Err(e) => {
                     // Ambiguous: the transaction may have been applied.
                     warn!(job = %req.job_id, instant = %req.instant, "claim reply lost, reading the watermark back: {e}");
@@ -751,7 +763,7 @@ impl EtcdCoord {
                     {
                         if let Some(kv) = r.kvs().first() {
                             if let Some(w) = Watermark::decode(kv.value()) {
-                                if w.nonce == nonce {
+                                if w.claimed_by_boot(&self.member.boot(), req.instant) {
                                     let fence = u64::try_from(kv.mod_revision()).unwrap_or(0);
                                     return Ok(Claimed::Done(self.won(req, fence, None).await?));
                                 }
@@ -774,7 +786,6 @@ impl EtcdCoord {
         &self,
         req: ClaimRequest,
         resp: &TxnResponse,
-        nonce: &str,
         lease: i64,
     ) -> Result<Claimed> {
         if resp.succeeded() {
@@ -801,8 +812,9 @@ impl EtcdCoord {
             .as_ref()
             .and_then(|kv| Watermark::decode(kv.value()).map(|w| (w, kv.mod_revision())));
         match mark {
-            Some((w, mod_rev)) if w.nonce == nonce => {
-                // An earlier try of this very claim was applied.
+            Some((w, mod_rev)) if w.claimed_by_boot(&self.member.boot(), req.instant) => {
+                // An earlier try of this claim was applied (this try, or an
+                // earlier claim of the instant whose outcome was unknown).
                 let out = self.won(req, u64::try_from(mod_rev).unwrap_or(0), None).await?;
                 Ok(Claimed::Done(out))
             }
