@@ -118,13 +118,32 @@ pub async fn kill(
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    find(&s, &p, &id).await?;
-    s.sched.kill(&id).await?;
+    let rec = find(&s, &p, &id).await?;
+    let now = s.clock.now();
+    let elsewhere = rec.node_id != s.node.id && s.sched.active(&rec.record_id()).is_none();
+    let body = match &s.cluster {
+        // Another node runs it: ask that node through etcd (`kill/`).
+        Some(c) if elsewhere => {
+            if rec.status.is_final() {
+                return Err(Failure::conflict(format!(
+                    "run {} already finished ({})",
+                    rec.record_id(),
+                    rec.status
+                )));
+            }
+            c.request_kill(&rec, &p.user, now).await?;
+            serde_json::json!({ "node": rec.node_id, "via": "etcd" })
+        }
+        _ => {
+            s.sched.kill(&id).await?;
+            serde_json::json!({ "node": s.node.id })
+        }
+    };
     s.auth
         .store
-        .append_audit(p.audit("run.kill", &id, s.clock.now()))
+        .append_audit(p.audit("run.kill", &id, now))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}/stream", tag = "runs",

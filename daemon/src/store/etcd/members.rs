@@ -79,6 +79,8 @@ pub struct Membership {
     peers: RwLock<BTreeMap<String, NodeRecord>>,
     require_sync: bool,
     max_skew: Duration,
+    /// Drained (`drain/<id>`): starts no new runs, leaves the ranking.
+    draining: AtomicBool,
 }
 
 fn encode(r: &NodeRecord) -> Result<String, StoreError> {
@@ -107,6 +109,7 @@ impl Membership {
             peers: RwLock::new(BTreeMap::new()),
             require_sync,
             max_skew,
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -310,6 +313,26 @@ impl Membership {
         }
     }
 
+    /// Whether this node is drained (starts no new runs).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Drains or undrains this node: it leaves (or rejoins) the claim
+    /// ranking at once, and its `node/` record says so to its peers.
+    pub async fn set_draining(&self, on: bool) -> Result<(), StoreError> {
+        self.draining.store(on, Ordering::SeqCst);
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .info
+            .draining = on;
+        match self.lease() {
+            Some(lease) => self.publish(lease).await,
+            None => Ok(()), // registration writes the record with the flag
+        }
+    }
+
     /// Re-writes `node/<id>` (clock health changed).
     async fn publish(&self, lease: i64) -> Result<(), StoreError> {
         let mut rec = self.record();
@@ -427,7 +450,7 @@ impl Membership {
     /// lease, or its clock is not healthy).
     pub fn claim_offset(&self, job: &str, t: Timestamp) -> Option<Duration> {
         self.lease()?;
-        if !self.clock_ok() {
+        if !self.clock_ok() || self.draining() {
             return None;
         }
         let me = self.id();

@@ -20,10 +20,12 @@ mod follow;
 pub mod keys;
 mod leader;
 mod members;
+mod ops;
 
 pub use client::Etcd;
 pub use leader::{Leader, Leadership};
 pub use members::{Membership, NodeRecord, RegisterError, Timing};
+pub use ops::RunAccepted;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -214,6 +216,7 @@ impl EtcdCoord {
             cfg.require_clock_sync,
             cfg.max_skew.0,
         );
+        ops::load_drain(&etcd, &keys, &member).await;
         match member.register().await {
             Ok(()) => {}
             Err(e @ RegisterError::Taken { .. }) => return Err(StartError::IdTaken(e.to_string())),
@@ -330,7 +333,7 @@ impl EtcdCoord {
 
     /// Every node of the cluster, alive or not.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        self.member.nodes().await
+        self.nodes_with_drains().await
     }
 
     /// Waits for the background tasks (after the stop signal), then leaves
@@ -1144,6 +1147,10 @@ impl ClusterView for EtcdCoord {
 
     fn fences(&self) -> watch::Receiver<u64> {
         self.member.fences()
+    }
+
+    fn draining(&self) -> bool {
+        self.member.draining()
     }
 }
 

@@ -1,0 +1,424 @@
+//! Run-now through etcd: `once/<request>` (DESIGN §4).
+//!
+//! The API node writes the request under a lease of [`ONCE_TTL`]. For an
+//! `all` job it lists the live, undrained nodes as targets; each runs
+//! `<job>~manual~<request>~<node>` once. For a `one` job the named node, or
+//! else the nodes in rendezvous order (the claim ranking: rank × `claim_delay`
+//! after the request, so a dead first-ranked node costs one `claim_delay`),
+//! race for `once/<request>/claimed`; the winner runs
+//! `<job>~manual~<request>` and deletes the request. A node that sees a
+//! request again (re-read after a broken watch) starts nothing new: its run
+//! id is fixed and the `running` write of an existing record does not apply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cronsun_proto::job::JobKind;
+use cronsun_proto::{ids, Job};
+use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::super::follow::Feed;
+use super::super::EtcdCoord;
+use super::{puts, unavailable};
+use crate::scheduler::{RequestError, Requested, SchedulerHandle};
+
+/// Lease of a request and its claim (seconds): a node that was down when
+/// the request was written and returns within it still runs it (late: its
+/// record's `scheduled_at` is the request time); after it, nobody does.
+pub const ONCE_TTL: i64 = 60;
+
+/// The value of `once/<request>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnceRequest {
+    pub request: String,
+    pub job: String,
+    /// The job's revision (`mod_revision` of `job/<id>`) when asked for.
+    pub job_revision: u64,
+    pub kind: JobKind,
+    pub requester: String,
+    /// `one` jobs: the node the caller named; else the ranking decides.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// `all` jobs: the live, undrained nodes when asked for.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+impl OnceRequest {
+    /// The run this node starts for the request.
+    pub fn run_id(&self, node: &str) -> String {
+        match self.kind {
+            JobKind::All => ids::manual_node_run_id(&self.job, &self.request, node),
+            JobKind::One => ids::manual_run_id(&self.job, &self.request),
+        }
+    }
+
+    /// Every run the request starts (what the API answers).
+    pub fn run_ids(&self) -> Vec<String> {
+        match self.kind {
+            JobKind::All => self.targets.iter().map(|n| self.run_id(n)).collect(),
+            JobKind::One => vec![self.run_id("")],
+        }
+    }
+}
+
+/// What the API answers to a cluster run-now.
+#[derive(Clone, Debug)]
+pub struct RunAccepted {
+    pub request: String,
+    pub run_ids: Vec<String>,
+}
+
+/// A fresh request id: the time plus randomness (no `/`, URL-safe).
+fn request_id(now: Timestamp) -> String {
+    format!(
+        "{}-{}",
+        ids::instant_key(now),
+        hex::encode(rand::random::<[u8; 3]>())
+    )
+}
+
+/// The nodes a request may go to: alive and not drained (and, for `one`
+/// jobs, claiming: clock healthy), given `node` if the caller named one.
+fn choose_targets(
+    nodes: &[cronsun_proto::api::NodeInfo],
+    kind: JobKind,
+    named: Option<&str>,
+) -> Result<Vec<String>, RequestError> {
+    let eligible = |n: &&cronsun_proto::api::NodeInfo| {
+        n.alive && !n.draining && (kind == JobKind::All || n.clock_ok)
+    };
+    if let Some(name) = named {
+        let n = nodes.iter().find(|n| n.id == name).ok_or_else(|| {
+            RequestError::NotFound(format!("node {name:?} is not a node of this cluster"))
+        })?;
+        if !eligible(&n) {
+            let why = if !n.alive {
+                "not alive"
+            } else if n.draining {
+                "draining"
+            } else {
+                "not claiming (its clock is not healthy)"
+            };
+            return Err(RequestError::Conflict(format!(
+                "node {name:?} is {why}; name another node or leave the choice to the cluster"
+            )));
+        }
+        return Ok(vec![name.to_string()]);
+    }
+    let out: Vec<String> = nodes
+        .iter()
+        .filter(eligible)
+        .map(|n| n.id.clone())
+        .collect();
+    if out.is_empty() {
+        return Err(RequestError::Conflict(
+            "no live node that is not draining can run it now".into(),
+        ));
+    }
+    Ok(out)
+}
+
+impl EtcdCoord {
+    /// Writes a run-now request for `job`; nodes pick it up from the watch.
+    pub async fn request_run(
+        &self,
+        job: &Job,
+        node: Option<&str>,
+        requester: &str,
+        now: Timestamp,
+    ) -> Result<RunAccepted, RequestError> {
+        if node.is_some() && job.kind == JobKind::All {
+            return Err(RequestError::Conflict(format!(
+                "job {:?} is an `all` job: it runs on every node; run it without naming a node",
+                job.id
+            )));
+        }
+        let nodes = self.nodes().await.map_err(unavailable)?;
+        let targets = choose_targets(&nodes, job.kind, node)?;
+        let req = OnceRequest {
+            request: request_id(now),
+            job: job.id.clone(),
+            job_revision: job.revision,
+            kind: job.kind,
+            requester: requester.to_string(),
+            node: node.map(str::to_string),
+            targets: if job.kind == JobKind::All {
+                targets
+            } else {
+                Vec::new()
+            },
+            created_at: now,
+        };
+        let body = serde_json::to_string(&req)
+            .map_err(|e| RequestError::Unavailable(format!("encode run-now request: {e}")))?;
+        let mut lc = self.etcd.client.lease_client();
+        let lease = self
+            .etcd
+            .call("grant run-now lease", lc.grant(ONCE_TTL, None))
+            .await
+            .map_err(unavailable)?
+            .id();
+        let mut kv = self.etcd.client.kv_client();
+        self.etcd
+            .call(
+                "write run-now request",
+                kv.put(
+                    self.keys.once(&req.request),
+                    body,
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+            )
+            .await
+            .map_err(unavailable)?;
+        info!(job = %req.job, request = %req.request, "run-now requested through etcd");
+        Ok(RunAccepted {
+            run_ids: req.run_ids(),
+            request: req.request,
+        })
+    }
+
+    /// Handles every request seen on `once/` (once each).
+    pub(super) async fn follow_once(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Feed>,
+        sched: SchedulerHandle,
+        stop: watch::Receiver<bool>,
+    ) {
+        let mut seen: HashMap<String, Instant> = HashMap::new();
+        let forget_after = Duration::from_secs(u64::try_from(2 * ONCE_TTL).unwrap_or(120));
+        while let Some(feed) = rx.recv().await {
+            seen.retain(|_, at| at.elapsed() < forget_after);
+            for kv in puts(feed) {
+                let Some(req) = self.parse_once(&kv) else {
+                    continue;
+                };
+                if seen.insert(req.request.clone(), Instant::now()).is_some() {
+                    continue;
+                }
+                let me = self.clone();
+                let sched = sched.clone();
+                let stop = stop.clone();
+                let at = kv.create_revision();
+                let lease = kv.lease();
+                tokio::spawn(async move { me.handle_once(req, at, lease, sched, stop).await });
+            }
+        }
+    }
+
+    /// A request key's value (the `claimed` keys under it are skipped).
+    fn parse_once(&self, kv: &KeyValue) -> Option<OnceRequest> {
+        let id = self.keys.id_in("once/", kv.key())?;
+        if id.contains('/') {
+            return None;
+        }
+        match serde_json::from_slice::<OnceRequest>(kv.value()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(request = %id, "unreadable run-now request, ignoring it: {e}");
+                None
+            }
+        }
+    }
+
+    async fn handle_once(
+        self: Arc<Self>,
+        req: OnceRequest,
+        created: i64,
+        lease: i64,
+        sched: SchedulerHandle,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let me = self.node.id.clone();
+        if self.member.draining() {
+            debug!(request = %req.request, "draining: leaving the run-now request to the other nodes");
+            return;
+        }
+        match req.kind {
+            JobKind::All if !req.targets.contains(&me) => return,
+            JobKind::All => {}
+            JobKind::One => {
+                let wait = match &req.node {
+                    Some(n) if *n == me => Some(Duration::ZERO),
+                    Some(_) => None,
+                    None => self.member.claim_offset(&req.job, req.created_at),
+                };
+                let Some(wait) = wait else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match self.claim_once(&req, created, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        warn!(request = %req.request, "cannot claim the run-now request: {e}");
+                        return;
+                    }
+                }
+            }
+        }
+        let run_id = req.run_id(&me);
+        let asked = Requested {
+            run_id: run_id.clone(),
+            job_revision: req.job_revision,
+        };
+        match sched.run_requested(&req.job, asked).await {
+            Ok(_) => {
+                info!(run = %run_id, requester = %req.requester, "started a run requested through etcd")
+            }
+            Err(e) => warn!(run = %run_id, "run-now request not started: {e}"),
+        }
+        if req.kind == JobKind::One {
+            self.delete_once(&req.request).await;
+        }
+    }
+
+    /// Create-if-absent of `once/<request>/claimed` while the request
+    /// exists and this node holds its lease. An ambiguous reply is resolved
+    /// by reading the claim back (it names this node's boot).
+    async fn claim_once(
+        &self,
+        req: &OnceRequest,
+        created: i64,
+        lease: i64,
+    ) -> Result<bool, crate::store::StoreError> {
+        let Some(node_lease) = self.member.lease() else {
+            return Ok(false);
+        };
+        let key = self.keys.once_claimed(&req.request);
+        let mine = format!("{}|{}", self.node.id, self.member.boot());
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(self.keys.once(&req.request), CompareOp::Equal, created),
+                Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                Compare::lease(self.keys.node(&self.node.id), CompareOp::Equal, node_lease),
+            ])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                mine.as_str(),
+                (lease != 0).then(|| PutOptions::new().with_lease(lease)),
+            )]);
+        let mut kv = self.etcd.client.kv_client();
+        match self.etcd.call("claim run-now request", kv.txn(txn)).await {
+            Ok(r) => Ok(r.succeeded()),
+            Err(e) => {
+                let back = self
+                    .etcd
+                    .call("read run-now claim", kv.get(key, None))
+                    .await?;
+                let won = back
+                    .kvs()
+                    .first()
+                    .is_some_and(|kv| kv.value() == mine.as_bytes());
+                if won {
+                    Ok(true)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// A `one` request is handled: its keys go (its lease would end them).
+    async fn delete_once(&self, request: &str) {
+        let txn = Txn::new().and_then([
+            TxnOp::delete(self.keys.once_claimed(request), None),
+            TxnOp::delete(self.keys.once(request), None),
+        ]);
+        let mut kv = self.etcd.client.kv_client();
+        if let Err(e) = self.etcd.call("delete run-now request", kv.txn(txn)).await {
+            debug!(
+                request,
+                "cannot delete the handled run-now request (its lease ends it): {e}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cronsun_proto::api::NodeInfo;
+
+    fn node(id: &str, alive: bool, draining: bool) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: id.into(),
+            version: String::new(),
+            tzdata: String::new(),
+            groups: Vec::new(),
+            labels: Default::default(),
+            started_at: Timestamp::UNIX_EPOCH,
+            last_seen: Timestamp::UNIX_EPOCH,
+            alive,
+            running: 0,
+            clock_ok: true,
+            draining,
+        }
+    }
+
+    #[test]
+    fn targets_are_live_undrained_nodes() {
+        let nodes = [
+            node("a", true, false),
+            node("b", false, false),
+            node("c", true, true),
+        ];
+        assert_eq!(
+            choose_targets(&nodes, JobKind::All, None).expect("targets"),
+            vec!["a".to_string()]
+        );
+        assert!(matches!(
+            choose_targets(&nodes, JobKind::One, Some("c")),
+            Err(RequestError::Conflict(m)) if m.contains("draining")
+        ));
+        assert!(matches!(
+            choose_targets(&nodes, JobKind::One, Some("b")),
+            Err(RequestError::Conflict(m)) if m.contains("not alive")
+        ));
+        assert!(matches!(
+            choose_targets(&nodes, JobKind::One, Some("zz")),
+            Err(RequestError::NotFound(_))
+        ));
+        assert!(matches!(
+            choose_targets(&nodes[1..], JobKind::All, None),
+            Err(RequestError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn run_ids_are_known_before_the_run() {
+        let mut r = OnceRequest {
+            request: "20260101T000000.000Z-abcdef".into(),
+            job: "j".into(),
+            job_revision: 3,
+            kind: JobKind::All,
+            requester: "admin".into(),
+            node: None,
+            targets: vec!["a".into(), "b".into()],
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(
+            r.run_ids(),
+            vec![
+                "j~manual~20260101T000000.000Z-abcdef~a",
+                "j~manual~20260101T000000.000Z-abcdef~b"
+            ]
+        );
+        r.kind = JobKind::One;
+        r.targets.clear();
+        assert_eq!(r.run_ids(), vec!["j~manual~20260101T000000.000Z-abcdef"]);
+        let back: OnceRequest =
+            serde_json::from_str(&serde_json::to_string(&r).expect("encode")).expect("decode");
+        assert_eq!(back, r);
+    }
+}
