@@ -85,7 +85,10 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     // Handled: the winner deleted the request, so no other node can claim it.
     let once_prefix = format!("{}once/", c.prefix);
     assert!(
-        wait_for(Duration::from_secs(10), || c.etcd.keys(&once_prefix).is_empty()),
+        wait_for(Duration::from_secs(10), || c
+            .etcd
+            .keys(&once_prefix)
+            .is_empty()),
         "once/ keys left: {:?}",
         c.etcd.keys(&once_prefix)
     );
@@ -124,6 +127,19 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
         Duration::from_secs(20),
     );
     assert_eq!(running.node_id, owner);
+    // `forbid` (the default) holds cluster-wide for run-now too: whichever
+    // node claims the second request finds the run active and records why.
+    let second: RunNowResponse = c.nodes[li]
+        .api_post(&format!("/api/v1/jobs/{sleeper}/run"), &json!({}))
+        .expect_status(202)
+        .json();
+    let skipped = c.nodes[li].wait_for_final(&second.run_id, Duration::from_secs(20));
+    assert_eq!(skipped.status, RunStatus::Skipped, "{skipped:?}");
+    let reason = skipped.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&running.record_id()) && reason.contains("forbid"),
+        "{reason}"
+    );
     let killed: serde_json::Value = c.nodes[li]
         .api_post(
             &format!(
@@ -139,7 +155,10 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     assert_eq!(rec.status, RunStatus::Killed, "{rec:?}");
     let kill_prefix = format!("{}kill/", c.prefix);
     assert!(
-        wait_for(Duration::from_secs(10), || c.etcd.keys(&kill_prefix).is_empty()),
+        wait_for(Duration::from_secs(10), || c
+            .etcd
+            .keys(&kill_prefix)
+            .is_empty()),
         "kill/ keys left: {:?}",
         c.etcd.keys(&kill_prefix)
     );
@@ -181,7 +200,9 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
         "{out}"
     );
     assert!(
-        wait_for(Duration::from_secs(10), || published_draining(&c, &drained, true)),
+        wait_for(Duration::from_secs(10), || published_draining(
+            &c, &drained, true
+        )),
         "{drained} did not apply its drain:\n{}",
         c.logs()
     );
@@ -210,14 +231,21 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     let enough = wait_for(Duration::from_secs(20), || {
         starts_since(&ledger, "tick", from).len() >= 6
     });
-    assert!(enough, "tick stopped while {drained} drained:\n{}", c.logs());
+    assert!(
+        enough,
+        "tick stopped while {drained} drained:\n{}",
+        c.logs()
+    );
     let until = Timestamp::now() - SignedDuration::from_secs(2);
     for name in ["tick", "every"] {
         let on_drained: Vec<Start> = starts_since(&ledger, name, from)
             .into_iter()
             .filter(|s| s.node == drained)
             .collect();
-        assert!(on_drained.is_empty(), "{name} ran on drained {drained}: {on_drained:?}");
+        assert!(
+            on_drained.is_empty(),
+            "{name} ran on drained {drained}: {on_drained:?}"
+        );
     }
     // Every second from `from` to `until` ran exactly once (`one`) and on
     // both other nodes (`all`).
@@ -245,7 +273,9 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
         "{out}"
     );
     assert!(
-        wait_for(Duration::from_secs(10), || published_draining(&c, &drained, false)),
+        wait_for(Duration::from_secs(10), || published_draining(
+            &c, &drained, false
+        )),
         "{drained} did not apply its undrain:\n{}",
         c.logs()
     );

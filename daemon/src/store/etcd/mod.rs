@@ -1166,7 +1166,7 @@ impl RunStore for ClusterRuns {
     async fn write(&self, record: RunRecord) -> Result<bool> {
         let applied = self.inner.write(record.clone()).await?;
         if record.status.is_final()
-            && record.trigger == Trigger::Schedule
+            && matches!(record.trigger, Trigger::Schedule | Trigger::Manual)
             && record.node_id == self.coord.node.id
             && self.coord.kind_of(&record.job_id) == Some(JobKind::One)
         {

@@ -23,9 +23,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::super::follow::Feed;
+use super::super::gets;
 use super::super::EtcdCoord;
 use super::{puts, unavailable};
-use crate::scheduler::{RequestError, Requested, SchedulerHandle};
+use crate::scheduler::{records, RequestError, Requested, SchedulerHandle};
+use crate::store::CoordStore;
+use cronsun_proto::run::{RunStatus, Trigger};
 
 /// Lease of a request and its claim (seconds): a node that was down when
 /// the request was written and returns within it still runs it (late: its
@@ -66,6 +69,15 @@ impl OnceRequest {
             JobKind::One => vec![self.run_id("")],
         }
     }
+}
+
+/// A run-now claim's answer.
+enum OnceClaim {
+    Won,
+    /// Another node claimed it, or the request is gone.
+    Lost,
+    /// A `forbid` job with a run active somewhere (its record id).
+    Busy(String),
 }
 
 /// What the API answers to a cluster run-now.
@@ -257,8 +269,12 @@ impl EtcdCoord {
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 match self.claim_once(&req, created, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
+                    Ok(OnceClaim::Won) => {}
+                    Ok(OnceClaim::Lost) => return,
+                    Ok(OnceClaim::Busy(holder)) => {
+                        self.record_busy(&req, &holder).await;
+                        return;
+                    }
                     Err(e) => {
                         warn!(request = %req.request, "cannot claim the run-now request: {e}");
                         return;
@@ -283,33 +299,65 @@ impl EtcdCoord {
     }
 
     /// Create-if-absent of `once/<request>/claimed` while the request
-    /// exists and this node holds its lease. An ambiguous reply is resolved
-    /// by reading the claim back (it names this node's boot).
+    /// exists and this node holds its lease; with it, the run's
+    /// `running/<node>/<run>` key and, for a `forbid` job, `active/<job>`
+    /// (refused while another run of the job is active anywhere), exactly
+    /// as a scheduled claim. An ambiguous reply is resolved by reading the
+    /// claim back (it names this node's boot).
     async fn claim_once(
         &self,
         req: &OnceRequest,
         created: i64,
         lease: i64,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<OnceClaim, crate::store::StoreError> {
         let Some(node_lease) = self.member.lease() else {
-            return Ok(false);
+            return Ok(OnceClaim::Lost);
         };
         let key = self.keys.once_claimed(&req.request);
+        let active = self.keys.active(&req.job);
+        let forbid = self.known(&req.job).is_some_and(|k| k.forbid);
         let mine = format!("{}|{}", self.node.id, self.member.boot());
-        let txn = Txn::new()
-            .when([
-                Compare::create_revision(self.keys.once(&req.request), CompareOp::Equal, created),
-                Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-                Compare::lease(self.keys.node(&self.node.id), CompareOp::Equal, node_lease),
-            ])
-            .and_then([TxnOp::put(
+        let run_id = req.run_id(&self.node.id);
+        let record_id = ids::record_id(&run_id, 1);
+        let on_node = || Some(PutOptions::new().with_lease(node_lease));
+        let mut when = vec![
+            Compare::create_revision(self.keys.once(&req.request), CompareOp::Equal, created),
+            Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+            Compare::lease(self.keys.node(&self.node.id), CompareOp::Equal, node_lease),
+        ];
+        let mut then = vec![
+            TxnOp::put(
                 key.as_str(),
                 mine.as_str(),
                 (lease != 0).then(|| PutOptions::new().with_lease(lease)),
-            )]);
+            ),
+            TxnOp::put(
+                self.keys.running(&self.node.id, &run_id),
+                record_id.as_str(),
+                on_node(),
+            ),
+        ];
+        if forbid {
+            when.push(Compare::create_revision(
+                active.as_str(),
+                CompareOp::Equal,
+                0,
+            ));
+            then.push(TxnOp::put(active.as_str(), record_id.as_str(), on_node()));
+        }
+        let txn = Txn::new()
+            .when(when)
+            .and_then(then)
+            .or_else([TxnOp::get(active.as_str(), None)]);
         let mut kv = self.etcd.client.kv_client();
         match self.etcd.call("claim run-now request", kv.txn(txn)).await {
-            Ok(r) => Ok(r.succeeded()),
+            Ok(r) if r.succeeded() => Ok(OnceClaim::Won),
+            Ok(r) => Ok(match gets(&r).into_iter().flatten().next() {
+                Some(holder) if forbid => {
+                    OnceClaim::Busy(String::from_utf8_lossy(holder.value()).into_owned())
+                }
+                _ => OnceClaim::Lost,
+            }),
             Err(e) => {
                 let back = self
                     .etcd
@@ -320,12 +368,41 @@ impl EtcdCoord {
                     .first()
                     .is_some_and(|kv| kv.value() == mine.as_bytes());
                 if won {
-                    Ok(true)
+                    Ok(OnceClaim::Won)
                 } else {
                     Err(e)
                 }
             }
         }
+    }
+
+    /// A `forbid` job's run-now found another run active: it is recorded
+    /// `skipped` (so the requester sees why) and the request is dropped.
+    async fn record_busy(&self, req: &OnceRequest, holder: &str) {
+        let job = match self.mirror.get_job(&req.job).await {
+            Ok(Some(j)) => j,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(request = %req.request, "cannot read job {:?}: {e}", req.job);
+                return;
+            }
+        };
+        let rec = records::new_record(
+            &job,
+            &self.node,
+            req.run_id(&self.node.id),
+            1,
+            Trigger::Manual,
+            req.created_at,
+            RunStatus::Skipped,
+        );
+        let reason =
+            format!("previous run {holder} still running (concurrency = \"forbid\", cluster-wide)");
+        let rec = records::settled(rec, RunStatus::Skipped, reason, Timestamp::now());
+        if let Err(e) = self.runs.write(rec).await {
+            warn!(request = %req.request, "cannot record the skipped run-now: {e}");
+        }
+        self.delete_once(&req.request).await;
     }
 
     /// A `one` request is handled: its keys go (its lease would end them).
