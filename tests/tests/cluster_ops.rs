@@ -95,6 +95,25 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     let starts = ledger.starts("once");
     assert_eq!(starts.len(), 1, "{starts:?}");
     assert_eq!(starts[0].node, rec.node_id);
+    // The claim's revision is the run's fence, as for scheduled `one` runs.
+    let fence = rec.fence.expect("a fence").to_string();
+    assert_eq!(starts[0].fence, fence);
+    // The CLI follows a cluster run-now like a local one, also when the
+    // run is on a node that does not serve the API.
+    let third = ids[(li + 2) % 3].clone();
+    let out = c.nodes[other].cli_within(
+        &["job", "run", &once, "--node", &third, "--wait"],
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    assert!(
+        out.stderr.contains(&format!("started run {once}~manual~")),
+        "{out}"
+    );
+    assert!(out.stderr.contains("success"), "{out}");
+    let starts = ledger.starts("once");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[1].node, third);
 
     // ---- run-now of an `all` job: once on each node --------------------------
     let accepted: RunNowResponse = c.nodes[other]

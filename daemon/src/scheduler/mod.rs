@@ -89,6 +89,11 @@ pub struct Requested {
     /// The job's revision when the run was asked for; an older local copy
     /// is re-read first.
     pub job_revision: u64,
+    /// When it was asked for (the record's `scheduled_at`, so a late start
+    /// shows).
+    pub at: Timestamp,
+    /// `one` jobs: the revision of the claim transaction (`CRONSUN_FENCE`).
+    pub fence: Option<u64>,
 }
 
 /// The `[scheduler]` settings that a reload changes in place; `lead` and
@@ -1394,9 +1399,9 @@ impl Scheduler {
             .ok_or_else(|| RequestError::NotFound(format!("job {job_id:?} not found")))?;
         let now = self.clock.now();
         let from_cluster = requested.is_some();
-        let run_id = match requested {
+        let (run_id, at, fence) = match requested {
             // Refusals become a `skipped` record the requester can find.
-            Some(r) => r.run_id,
+            Some(r) => (r.run_id, r.at, r.fence),
             None => {
                 if let Admission::Skip(reason) = self.admission(&job) {
                     return Err(RequestError::Conflict(format!(
@@ -1404,18 +1409,19 @@ impl Scheduler {
                     )));
                 }
                 let request = format!("{}-{:04x}", ids::instant_key(now), rand::random::<u16>());
-                ids::manual_run_id(job_id, &request)
+                (ids::manual_run_id(job_id, &request), now, None)
             }
         };
-        let rec = records::new_record(
+        let mut rec = records::new_record(
             &job,
             &self.node,
             run_id.clone(),
             1,
             Trigger::Manual,
-            now,
+            at,
             RunStatus::Running,
         );
+        rec.fence = fence;
         if self.start_unclaimed(&job, rec, now).await {
             Ok(run_id)
         } else if from_cluster {

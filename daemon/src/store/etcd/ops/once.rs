@@ -35,6 +35,12 @@ use cronsun_proto::run::{RunStatus, Trigger};
 /// record's `scheduled_at` is the request time); after it, nobody does.
 pub const ONCE_TTL: i64 = 60;
 
+/// How often, and how far apart, a busy `forbid` job's request is tried
+/// again before it is recorded `skipped` (longer than the batching of the
+/// deletes of ended runs' keys).
+const BUSY_RETRIES: u32 = 2;
+const BUSY_PAUSE: Duration = Duration::from_millis(400);
+
 /// The value of `once/<request>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnceRequest {
@@ -73,7 +79,8 @@ impl OnceRequest {
 
 /// A run-now claim's answer.
 enum OnceClaim {
-    Won,
+    /// The claim transaction's revision (the run's fence).
+    Won(u64),
     /// Another node claimed it, or the request is gone.
     Lost,
     /// A `forbid` job with a run active somewhere (its record id).
@@ -252,9 +259,9 @@ impl EtcdCoord {
             debug!(request = %req.request, "draining: leaving the run-now request to the other nodes");
             return;
         }
-        match req.kind {
+        let fence = match req.kind {
             JobKind::All if !req.targets.contains(&me) => return,
-            JobKind::All => {}
+            JobKind::All => None,
             JobKind::One => {
                 let wait = match &req.node {
                     Some(n) if *n == me => Some(Duration::ZERO),
@@ -268,8 +275,8 @@ impl EtcdCoord {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                match self.claim_once(&req, created, lease).await {
-                    Ok(OnceClaim::Won) => {}
+                match self.claim_once_patiently(&req, created, lease).await {
+                    Ok(OnceClaim::Won(fence)) => Some(fence),
                     Ok(OnceClaim::Lost) => return,
                     Ok(OnceClaim::Busy(holder)) => {
                         self.record_busy(&req, &holder).await;
@@ -281,11 +288,13 @@ impl EtcdCoord {
                     }
                 }
             }
-        }
+        };
         let run_id = req.run_id(&me);
         let asked = Requested {
             run_id: run_id.clone(),
             job_revision: req.job_revision,
+            at: req.created_at,
+            fence,
         };
         match sched.run_requested(&req.job, asked).await {
             Ok(_) => {
@@ -295,6 +304,28 @@ impl EtcdCoord {
         }
         if req.kind == JobKind::One {
             self.delete_once(&req.request).await;
+        }
+    }
+
+    /// [`Self::claim_once`], tried again while a `forbid` job looks busy:
+    /// a run that just ended keeps `active/<job>` until the next batch of
+    /// deletes (`DELETE_COALESCE`), and a run-now right after it should
+    /// start, not be skipped.
+    async fn claim_once_patiently(
+        &self,
+        req: &OnceRequest,
+        created: i64,
+        lease: i64,
+    ) -> Result<OnceClaim, crate::store::StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.claim_once(req, created, lease).await? {
+                OnceClaim::Busy(_) if tries < BUSY_RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                }
+                out => return Ok(out),
+            }
         }
     }
 
@@ -351,7 +382,10 @@ impl EtcdCoord {
             .or_else([TxnOp::get(active.as_str(), None)]);
         let mut kv = self.etcd.client.kv_client();
         match self.etcd.call("claim run-now request", kv.txn(txn)).await {
-            Ok(r) if r.succeeded() => Ok(OnceClaim::Won),
+            Ok(r) if r.succeeded() => Ok(OnceClaim::Won(
+                r.header()
+                    .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)),
+            )),
             Ok(r) => Ok(match gets(&r).into_iter().flatten().next() {
                 Some(holder) if forbid => {
                     OnceClaim::Busy(String::from_utf8_lossy(holder.value()).into_owned())
@@ -363,14 +397,11 @@ impl EtcdCoord {
                     .etcd
                     .call("read run-now claim", kv.get(key, None))
                     .await?;
-                let won = back
-                    .kvs()
-                    .first()
-                    .is_some_and(|kv| kv.value() == mine.as_bytes());
-                if won {
-                    Ok(OnceClaim::Won)
-                } else {
-                    Err(e)
+                match back.kvs().first() {
+                    Some(kv) if kv.value() == mine.as_bytes() => Ok(OnceClaim::Won(
+                        u64::try_from(kv.create_revision()).unwrap_or(0),
+                    )),
+                    _ => Err(e),
                 }
             }
         }
