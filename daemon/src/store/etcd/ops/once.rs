@@ -49,6 +49,9 @@ pub struct OnceRequest {
     /// The job's revision (`mod_revision` of `job/<id>`) when asked for.
     pub job_revision: u64,
     pub kind: JobKind,
+    /// `concurrency = "forbid"` (cluster-wide for `one` jobs, `active/`).
+    #[serde(default)]
+    pub forbid: bool,
     pub requester: String,
     /// `one` jobs: the node the caller named; else the ranking decides.
     #[serde(default)]
@@ -166,6 +169,7 @@ impl EtcdCoord {
             job: job.id.clone(),
             job_revision: job.revision,
             kind: job.kind,
+            forbid: job.concurrency == cronsun_proto::job::Concurrency::Forbid,
             requester: requester.to_string(),
             node: node.map(str::to_string),
             targets: if job.kind == JobKind::All {
@@ -346,7 +350,8 @@ impl EtcdCoord {
         };
         let key = self.keys.once_claimed(&req.request);
         let active = self.keys.active(&req.job);
-        let forbid = self.known(&req.job).is_some_and(|k| k.forbid);
+        // The request says so even if this node has not heard of the job yet.
+        let forbid = req.forbid || self.known(&req.job).is_some_and(|k| k.forbid);
         let mine = format!("{}|{}", self.node.id, self.member.boot());
         let run_id = req.run_id(&self.node.id);
         let record_id = ids::record_id(&run_id, 1);
@@ -510,6 +515,7 @@ mod tests {
             job: "j".into(),
             job_revision: 3,
             kind: JobKind::All,
+            forbid: false,
             requester: "admin".into(),
             node: None,
             targets: vec!["a".into(), "b".into()],
