@@ -203,13 +203,25 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
         "rules": [{ "schedule": "* * * * * *" }],
     })));
     let drained = ids[other].clone();
+    // `window`: an `all` job due once before the drain, then only during it.
+    let window = unique_id("window");
+    let base = Timestamp::now().as_second();
+    let window_last = Timestamp::from_second(base + 11).expect("in range");
+    let secs: Vec<String> = [2, 9, 10, 11]
+        .iter()
+        .map(|d| ((base + d) % 60).to_string())
+        .collect();
+    c.nodes[0].create_job(&job(json!({
+        "id": window, "kind": "all", "command": ledger.command("window"), "shell": true,
+        "rules": [{ "schedule": format!("{} * * * * *", secs.join(",")) }],
+    })));
     assert!(
-        wait_for(Duration::from_secs(15), || ledger
-            .starts("every")
+        wait_for(Duration::from_secs(15), || ["every", "window"]
             .iter()
-            .any(|s| s.node == drained)),
-        "the `all` job never ran on {drained}: {:?}",
-        ledger.starts("every")
+            .all(|n| ledger.starts(n).iter().any(|s| s.node == drained))),
+        "the `all` jobs never ran on {drained}: {:?} {:?}",
+        ledger.starts("every"),
+        ledger.starts("window")
     );
     let out = c.nodes[li].cli(&["node", "drain", &drained]);
     out.assert_success();
@@ -227,6 +239,10 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     );
     // Instants claimed before the node applied the drain may still start.
     let from = Timestamp::from_second(Timestamp::now().as_second() + 1).expect("in range");
+    assert!(
+        from < window_last - SignedDuration::from_secs(2),
+        "the drain took too long to set up the `window` check (from {from})"
+    );
     let listed: Vec<NodeInfo> =
         serde_json::from_value(c.nodes[0].cli_json(&["node", "ls"])).expect("node list");
     let d = listed.iter().find(|n| n.id == drained).expect("listed");
@@ -249,6 +265,7 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
 
     let enough = wait_for(Duration::from_secs(20), || {
         starts_since(&ledger, "tick", from).len() >= 6
+            && starts_since(&ledger, "window", window_last).len() >= 2
     });
     assert!(
         enough,
@@ -283,6 +300,38 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
         t += SignedDuration::from_secs(1);
     }
 
+    // ---- a drain survives a restart of the node ------------------------------
+    c.nodes[other].stop();
+    c.nodes[other].restart();
+    assert!(
+        wait_for(Duration::from_secs(15), || c.registered(&drained)),
+        "{drained} did not register again:\n{}",
+        c.logs()
+    );
+    // Its first registration already says so (read before registering).
+    assert!(
+        published_draining(&c, &drained, true),
+        "{drained} came back undrained"
+    );
+    let restarted = Timestamp::now();
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            starts_since(&ledger, "tick", restarted).len() >= 3
+        }),
+        "tick stopped after {drained} restarted:\n{}",
+        c.logs()
+    );
+    for name in ["tick", "every"] {
+        let on_drained: Vec<Start> = starts_since(&ledger, name, restarted)
+            .into_iter()
+            .filter(|s| s.node == drained)
+            .collect();
+        assert!(
+            on_drained.is_empty(),
+            "{name} ran on {drained} after its restart: {on_drained:?}"
+        );
+    }
+
     // ---- undrain: it gets instants again --------------------------------------
     let out = c.nodes[li].cli(&["node", "undrain", &drained]);
     out.assert_success();
@@ -314,5 +363,40 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     for (t, s) in ledger.by_instant("tick") {
         assert_eq!(s.len(), 1, "tick at {t} started {} times: {s:?}", s.len());
     }
+    // Drained time is not downtime: `window` fired only while the node was
+    // drained; a restart after the undrain must not record it `missed` there.
+    let stopped_at = Timestamp::now();
+    c.nodes[other].stop();
+    c.nodes[other].restart();
+    let again = Timestamp::now();
+    let mut seen = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            seen = c.nodes[li].runs(&every);
+            seen.iter()
+                .any(|r| r.node_id == drained && r.scheduled_at > again)
+        }),
+        "{drained} did not run `every` after its restart:\n{}",
+        c.logs()
+    );
+    let missed: Vec<String> = c.nodes[li]
+        .runs(&window)
+        .into_iter()
+        .filter(|r| r.node_id == drained && r.scheduled_at >= from)
+        .map(|r| format!("{} {}", r.run_id, r.status))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "drained time taken for downtime on {drained} (restarted at {stopped_at}): {missed:?}"
+    );
+    let ran: BTreeSet<String> = starts_since(&ledger, "window", from)
+        .into_iter()
+        .map(|s| s.node)
+        .collect();
+    assert_eq!(
+        ran.len(),
+        2,
+        "`window` ran on {ran:?} while {drained} drained"
+    );
     eprintln!("cluster_ops took {:?}", started.elapsed());
 }

@@ -21,7 +21,8 @@ use super::super::members::Membership;
 use super::super::EtcdCoord;
 use super::unavailable;
 use crate::scheduler::{RequestError, SchedulerHandle};
-use crate::store::StoreError;
+use crate::store::{CoordStore, StoreError};
+use cronsun_proto::job::JobKind;
 
 /// The value of `drain/<node>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +117,31 @@ impl EtcdCoord {
         Ok(info)
     }
 
+    /// Drained time is never missed (as paused time): before the node
+    /// starts runs again, its `all` jobs' local watermarks move to now, so
+    /// a restart does not take the drained stretch for downtime. While the
+    /// node is still drained nothing claims them, so this cannot race.
+    async fn skip_drained_time(&self) {
+        let now = Timestamp::now();
+        let all: Vec<String> = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, k)| k.kind == JobKind::All)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in all {
+            let behind = self.local.watermark(&id).await.ok().flatten();
+            if behind.is_some_and(|w| w >= now) {
+                continue;
+            }
+            if let Err(e) = self.local.set_watermark(&id, now).await {
+                warn!(job = %id, "cannot move the watermark past the drained time: {e}");
+            }
+        }
+    }
+
     /// Applies this node's `drain/` key as it changes.
     pub(super) async fn follow_drain(
         self: Arc<Self>,
@@ -141,6 +167,7 @@ impl EtcdCoord {
                 );
             } else {
                 info!("undrained: starting runs again");
+                self.skip_drained_time().await;
             }
             if let Err(e) = self.member.set_draining(on).await {
                 warn!("cannot publish the drain state in this node's record: {e}");
