@@ -115,6 +115,26 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     assert_eq!(starts.len(), 2, "{starts:?}");
     assert_eq!(starts[1].node, third);
 
+    // A `forbid` run that outlasts the other ranks' attempts: they find it
+    // claimed (or its request gone) and leave its record alone.
+    let slow = unique_id("slow");
+    c.nodes[0].create_job(&job(json!({
+        "id": slow, "command": format!("{}; sleep 2", ledger.command("slow")), "shell": true,
+        "rules": [{ "schedule": NEVER }],
+    })));
+    let accepted: RunNowResponse = c.nodes[other]
+        .api_post(&format!("/api/v1/jobs/{slow}/run"), &json!({}))
+        .expect_status(202)
+        .json();
+    let rec = c.nodes[other].wait_for_final(&accepted.run_id, Duration::from_secs(20));
+    assert_eq!(rec.status, RunStatus::Success, "{rec:?}");
+    assert_eq!(
+        ledger.starts("slow").len(),
+        1,
+        "{:?}",
+        ledger.starts("slow")
+    );
+
     // ---- run-now of an `all` job: once on each node --------------------------
     let accepted: RunNowResponse = c.nodes[other]
         .api_post(&format!("/api/v1/jobs/{each}/run"), &json!({}))

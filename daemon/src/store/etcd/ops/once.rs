@@ -279,18 +279,30 @@ impl EtcdCoord {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                match self.claim_once_patiently(&req, created, lease).await {
-                    Ok(OnceClaim::Won(fence)) => Some(fence),
-                    Ok(OnceClaim::Lost) => return,
-                    Ok(OnceClaim::Busy(holder)) => {
-                        self.record_busy(&req, &holder).await;
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(request = %req.request, "cannot claim the run-now request: {e}");
-                        return;
+                let mut won = None;
+                for _ in 0..3 {
+                    match self.claim_once_patiently(&req, created, lease).await {
+                        Ok(OnceClaim::Won(fence)) => {
+                            won = Some(fence);
+                            break;
+                        }
+                        Ok(OnceClaim::Lost) => return,
+                        // The other run ended meanwhile: try to start it.
+                        Ok(OnceClaim::Busy(holder)) => {
+                            if self.record_busy(&req, &holder, created, lease).await {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(request = %req.request, "cannot claim the run-now request: {e}");
+                            return;
+                        }
                     }
                 }
+                let Some(fence) = won else {
+                    return;
+                };
+                Some(fence)
             }
         };
         let run_id = req.run_id(&me);
@@ -381,22 +393,22 @@ impl EtcdCoord {
             ));
             then.push(TxnOp::put(active.as_str(), record_id.as_str(), on_node()));
         }
-        let txn = Txn::new()
-            .when(when)
-            .and_then(then)
-            .or_else([TxnOp::get(active.as_str(), None)]);
+        let txn = Txn::new().when(when).and_then(then).or_else([
+            TxnOp::get(key.as_str(), None),
+            TxnOp::get(self.keys.once(&req.request), None),
+            TxnOp::get(active.as_str(), None),
+        ]);
         let mut kv = self.etcd.client.kv_client();
         match self.etcd.call("claim run-now request", kv.txn(txn)).await {
             Ok(r) if r.succeeded() => Ok(OnceClaim::Won(
                 r.header()
                     .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)),
             )),
-            Ok(r) => Ok(match gets(&r).into_iter().flatten().next() {
-                Some(holder) if forbid => {
-                    OnceClaim::Busy(String::from_utf8_lossy(holder.value()).into_owned())
-                }
-                _ => OnceClaim::Lost,
-            }),
+            Ok(r) => {
+                let got = gets(&r);
+                let at = |i: usize| got.get(i).cloned().flatten();
+                Ok(self.why_not(at(0), at(1).is_some(), at(2), forbid, &record_id))
+            }
             Err(e) => {
                 let back = self
                     .etcd
@@ -412,15 +424,85 @@ impl EtcdCoord {
         }
     }
 
+    /// Reads a failed claim: someone else claimed it (or an earlier boot of
+    /// this node did — then this boot takes it over: the fixed run id makes
+    /// a second start impossible, and a run that boot started is recorded
+    /// `lost` at this one's start), the request is gone, or a `forbid` job
+    /// has another run active.
+    fn why_not(
+        &self,
+        claimed: Option<KeyValue>,
+        request_exists: bool,
+        active: Option<KeyValue>,
+        forbid: bool,
+        record_id: &str,
+    ) -> OnceClaim {
+        if let Some(c) = claimed {
+            let value = String::from_utf8_lossy(c.value());
+            // `<node>|<boot>`, or `<node>|<boot>|skipped` for a decided skip.
+            let parts: Vec<&str> = value.split('|').collect();
+            let mine_before = matches!(parts.as_slice(),
+                [node, boot] if *node == self.node.id && *boot != self.member.boot());
+            return if mine_before {
+                OnceClaim::Won(u64::try_from(c.create_revision()).unwrap_or(0))
+            } else {
+                OnceClaim::Lost
+            };
+        }
+        match active {
+            Some(a) if request_exists && forbid && a.value() != record_id.as_bytes() => {
+                OnceClaim::Busy(String::from_utf8_lossy(a.value()).into_owned())
+            }
+            _ => OnceClaim::Lost,
+        }
+    }
+
     /// A `forbid` job's run-now found another run active: it is recorded
     /// `skipped` (so the requester sees why) and the request is dropped.
-    async fn record_busy(&self, req: &OnceRequest, holder: &str) {
+    /// The skip is claimed like a start (`claimed` = `<node>|<boot>|skipped`,
+    /// only while the other run is still active), so no node records it
+    /// skipped while another has just started it.
+    /// Returns false when the other run ended meanwhile (try to start it).
+    async fn record_busy(&self, req: &OnceRequest, holder: &str, created: i64, lease: i64) -> bool {
+        let key = self.keys.once_claimed(&req.request);
+        let active = self.keys.active(&req.job);
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(self.keys.once(&req.request), CompareOp::Equal, created),
+                Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                Compare::value(active.as_str(), CompareOp::Equal, holder),
+            ])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                format!("{}|{}|skipped", self.node.id, self.member.boot()),
+                (lease != 0).then(|| PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([
+                TxnOp::get(key.as_str(), None),
+                TxnOp::get(self.keys.once(&req.request), None),
+            ]);
+        let mut kv = self.etcd.client.kv_client();
+        match self.etcd.call("decide run-now skipped", kv.txn(txn)).await {
+            Ok(r) if r.succeeded() => {}
+            Ok(r) => {
+                // Decided elsewhere (claimed, or the request is gone): done;
+                // else the other run ended: the caller tries to start it.
+                let got = gets(&r);
+                let claimed = got.first().cloned().flatten().is_some();
+                let request = got.get(1).cloned().flatten().is_some();
+                return claimed || !request;
+            }
+            Err(e) => {
+                warn!(request = %req.request, "cannot decide the run-now request: {e}");
+                return true;
+            }
+        }
         let job = match self.mirror.get_job(&req.job).await {
             Ok(Some(j)) => j,
-            Ok(None) => return,
+            Ok(None) => return true,
             Err(e) => {
                 warn!(request = %req.request, "cannot read job {:?}: {e}", req.job);
-                return;
+                return true;
             }
         };
         let rec = records::new_record(
@@ -439,6 +521,7 @@ impl EtcdCoord {
             warn!(request = %req.request, "cannot record the skipped run-now: {e}");
         }
         self.delete_once(&req.request).await;
+        true
     }
 
     /// A `one` request is handled: its keys go (its lease would end them).
