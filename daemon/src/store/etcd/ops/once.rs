@@ -81,6 +81,7 @@ impl OnceRequest {
 }
 
 /// A run-now claim's answer.
+#[derive(Debug, PartialEq, Eq)]
 enum OnceClaim {
     /// The claim transaction's revision (the run's fence).
     Won(u64),
@@ -88,6 +89,37 @@ enum OnceClaim {
     Lost,
     /// A `forbid` job with a run active somewhere (its record id).
     Busy(String),
+}
+
+/// What a failed run-now claim found.
+struct Refusal {
+    /// `once/<request>/claimed`: its value and create revision.
+    claimed: Option<(String, u64)>,
+    request_exists: bool,
+    /// `active/<job>`: the record id of the job's run in progress.
+    active: Option<String>,
+}
+
+impl Refusal {
+    /// Someone else claimed it (or an earlier boot of this node did — then
+    /// this boot takes it over: the fixed run id makes a second start
+    /// impossible, and a run that boot started is recorded `lost` at this
+    /// one's start), the request is gone, or a `forbid` job has another run
+    /// active (never this request's own run: that one is claimed).
+    fn read(self, node: &str, boot: &str, forbid: bool, record_id: &str) -> OnceClaim {
+        if let Some((value, rev)) = self.claimed {
+            // `<node>|<boot>`, or `<node>|<boot>|skipped` for a decided skip.
+            let parts: Vec<&str> = value.split('|').collect();
+            return match parts.as_slice() {
+                [n, b] if *n == node && *b != boot => OnceClaim::Won(rev),
+                _ => OnceClaim::Lost,
+            };
+        }
+        match self.active {
+            Some(a) if self.request_exists && forbid && a != record_id => OnceClaim::Busy(a),
+            _ => OnceClaim::Lost,
+        }
+    }
 }
 
 /// What the API answers to a cluster run-now.
@@ -407,7 +439,15 @@ impl EtcdCoord {
             Ok(r) => {
                 let got = gets(&r);
                 let at = |i: usize| got.get(i).cloned().flatten();
-                Ok(self.why_not(at(0), at(1).is_some(), at(2), forbid, &record_id))
+                let seen = Refusal {
+                    claimed: at(0).map(|kv| {
+                        let rev = u64::try_from(kv.create_revision()).unwrap_or(0);
+                        (String::from_utf8_lossy(kv.value()).into_owned(), rev)
+                    }),
+                    request_exists: at(1).is_some(),
+                    active: at(2).map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                };
+                Ok(seen.read(&self.node.id, &self.member.boot(), forbid, &record_id))
             }
             Err(e) => {
                 let back = self
@@ -421,39 +461,6 @@ impl EtcdCoord {
                     _ => Err(e),
                 }
             }
-        }
-    }
-
-    /// Reads a failed claim: someone else claimed it (or an earlier boot of
-    /// this node did — then this boot takes it over: the fixed run id makes
-    /// a second start impossible, and a run that boot started is recorded
-    /// `lost` at this one's start), the request is gone, or a `forbid` job
-    /// has another run active.
-    fn why_not(
-        &self,
-        claimed: Option<KeyValue>,
-        request_exists: bool,
-        active: Option<KeyValue>,
-        forbid: bool,
-        record_id: &str,
-    ) -> OnceClaim {
-        if let Some(c) = claimed {
-            let value = String::from_utf8_lossy(c.value());
-            // `<node>|<boot>`, or `<node>|<boot>|skipped` for a decided skip.
-            let parts: Vec<&str> = value.split('|').collect();
-            let mine_before = matches!(parts.as_slice(),
-                [node, boot] if *node == self.node.id && *boot != self.member.boot());
-            return if mine_before {
-                OnceClaim::Won(u64::try_from(c.create_revision()).unwrap_or(0))
-            } else {
-                OnceClaim::Lost
-            };
-        }
-        match active {
-            Some(a) if request_exists && forbid && a.value() != record_id.as_bytes() => {
-                OnceClaim::Busy(String::from_utf8_lossy(a.value()).into_owned())
-            }
-            _ => OnceClaim::Lost,
         }
     }
 
@@ -589,6 +596,43 @@ mod tests {
             choose_targets(&nodes[1..], JobKind::All, None),
             Err(RequestError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn a_failed_claim_is_read_without_overwriting_a_started_run() {
+        let read = |claimed: Option<&str>, exists: bool, active: Option<&str>, forbid: bool| {
+            Refusal {
+                claimed: claimed.map(|c| (c.to_string(), 7)),
+                request_exists: exists,
+                active: active.map(str::to_string),
+            }
+            .read("me", "boot2", forbid, "j~manual~r#1")
+        };
+        // Another node won; its run is active: lost, not busy.
+        assert_eq!(
+            read(Some("b|x"), true, Some("j~manual~r#1"), true),
+            OnceClaim::Lost
+        );
+        assert_eq!(
+            read(Some("b|x"), true, Some("other#1"), true),
+            OnceClaim::Lost
+        );
+        // An earlier boot of this node claimed it: taken over.
+        assert_eq!(read(Some("me|boot1"), true, None, false), OnceClaim::Won(7));
+        assert_eq!(read(Some("me|boot2"), true, None, false), OnceClaim::Lost);
+        // A decided skip is never taken over.
+        assert_eq!(
+            read(Some("me|boot1|skipped"), true, None, true),
+            OnceClaim::Lost
+        );
+        // Unclaimed and another run active: busy (forbid only).
+        assert_eq!(
+            read(None, true, Some("other#1"), true),
+            OnceClaim::Busy("other#1".into())
+        );
+        assert_eq!(read(None, true, Some("other#1"), false), OnceClaim::Lost);
+        // The request is gone (handled): lost.
+        assert_eq!(read(None, false, Some("other#1"), true), OnceClaim::Lost);
     }
 
     #[test]
