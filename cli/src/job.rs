@@ -135,16 +135,21 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> Result<u8> {
         }
         JobCmd::Run { id, node, wait } => {
             let started = client.run_job(&id, node).await?;
+            // An `all` job in a cluster starts one run per node.
+            let line = match started.run_ids.as_slice() {
+                [_, _, ..] => format!("started runs {}", started.run_ids.join(" ")),
+                _ => format!("started run {}", started.run_id),
+            };
             if !wait {
                 if ctx.json() {
                     output::json(&started)?;
                 } else {
-                    output::emit(&format!("started run {}", started.run_id))?;
+                    output::emit(&line)?;
                 }
                 return Ok(0);
             }
             if !ctx.json() {
-                eprintln!("started run {}", started.run_id);
+                eprintln!("{line}");
             }
             let record = follow(&client, &started.run_id, false, RUN_START_WAIT).await?;
             if ctx.json() {

@@ -302,6 +302,9 @@ async fn run_with(
     info!(node = %node_id, listen = %cfg.web.listen, state_dir = %state_dir.display(), run_store = %run_store, "cronsund ready ({mode})");
 
     let sched_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    if let Some(c) = &cluster {
+        c.start_ops(handle.clone(), stop_rx.clone()); // run-now, kill, drain via etcd
+    }
     let (retention_tx, retention_rx) = watch::channel(retention);
     let retention_task = tokio::spawn(retention_loop(
         runs,

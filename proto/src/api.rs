@@ -97,7 +97,16 @@ pub struct RunNowRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunNowResponse {
+    /// The run to follow (`<job>~manual~<request>`; for an `all` job in a
+    /// cluster, the first selected node's `<job>~manual~<request>~<node>`).
     pub run_id: String,
+    /// Cluster mode: the run-now request (`once/<request>` in etcd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Cluster mode: every run the request starts (one per selected node
+    /// for an `all` job, one for a `one` job).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_ids: Vec<String>,
 }
 
 /// Run search; every filter optional, newest first, cursor-paginated.

@@ -31,6 +31,11 @@ pub fn manual_run_id(job: &str, request_id: &str) -> String {
     format!("{job}~manual~{request_id}")
 }
 
+/// `run_id` of one node's run of a cluster run-now request of an `all` job.
+pub fn manual_node_run_id(job: &str, request_id: &str, node: &str) -> String {
+    format!("{job}~manual~{request_id}~{node}")
+}
+
 /// The record id of one attempt of a run: `<run_id>#<attempt>`.
 pub fn record_id(run_id: &str, attempt: u32) -> String {
     format!("{run_id}#{attempt}")

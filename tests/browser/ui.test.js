@@ -233,6 +233,10 @@ describe('cronsun web UI', () => {
     await page.getByText('alive', { exact: true }).waitFor();
     await page.getByRole('link', { name: 'ui', exact: true }).waitFor();
     await shoot(page, 'nodes');
+    // Standalone: the only node cannot be drained; the API's reason shows.
+    await page.getByRole('button', { name: 'Drain', exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Drain', exact: true }).click();
+    await page.locator('.toast.bad', { hasText: 'standalone' }).waitFor();
     await page.goto(`${BASE}/ui/accounts`);
     const form = page.locator('#new-account');
     await form.getByLabel('User').fill('vera');

@@ -241,6 +241,22 @@ const ROWS: &[Row] = &[
         OPERATE_OUT_OF_SCOPE,
     ),
     row("GET", "/api/v1/nodes", "/api/v1/nodes", None, VIEW),
+    // Standalone: 409 (nothing to drain to) once authorized; group-scoped
+    // operators may not drain a node (it runs every group's jobs).
+    row(
+        "POST",
+        "/api/v1/nodes/{id}/drain",
+        "/api/v1/nodes/any/drain",
+        None,
+        OPERATE_OUT_OF_SCOPE,
+    ),
+    row(
+        "POST",
+        "/api/v1/nodes/{id}/undrain",
+        "/api/v1/nodes/any/undrain",
+        None,
+        OPERATE_OUT_OF_SCOPE,
+    ),
     row(
         "GET",
         "/api/v1/schedule/preview",

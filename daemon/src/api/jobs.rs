@@ -379,10 +379,41 @@ pub async fn run_now(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<RunNowRequest>,
 ) -> ApiResult<(StatusCode, Json<RunNowResponse>)> {
-    s.visible_job(&p, &id).await?;
-    if let Some(RunNowRequest { node: Some(n) }) = &body {
+    let job = s.visible_job(&p, &id).await?;
+    if let Some(RunNowRequest { node: Some(_) }) = &body {
         p.require(cronsun_proto::auth::Role::Admin)
             .map_err(|e| e.field("node"))?;
+    }
+    if let Some(c) = &s.cluster {
+        let node = body.and_then(|b| b.node);
+        let accepted = c
+            .request_run(&job, node.as_deref(), &p.user, s.clock.now())
+            .await
+            .map_err(|e| {
+                // A refusal of a named node names the field.
+                let f = Failure::from(e);
+                match &node {
+                    Some(_) if f.status != StatusCode::SERVICE_UNAVAILABLE => f.field("node"),
+                    _ => f,
+                }
+            })?;
+        let mut entry = p.audit("job.run", &id, s.clock.now());
+        entry.after = Some(serde_json::json!({
+            "request": accepted.request,
+            "run_ids": accepted.run_ids,
+        }));
+        s.auth.store.append_audit(entry).await?;
+        let run_id = accepted.run_ids.first().cloned().unwrap_or_default();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(RunNowResponse {
+                run_id,
+                request: Some(accepted.request),
+                run_ids: accepted.run_ids,
+            }),
+        ));
+    }
+    if let Some(RunNowRequest { node: Some(n) }) = &body {
         if *n != s.node.id {
             return Err(Failure::bad_request(format!(
                 "node {n:?} is not known here; this standalone node is {:?}",
@@ -395,5 +426,12 @@ pub async fn run_now(
     let mut entry = p.audit("job.run", &id, s.clock.now());
     entry.after = Some(serde_json::json!({ "run_id": run_id }));
     s.auth.store.append_audit(entry).await?;
-    Ok((StatusCode::ACCEPTED, Json(RunNowResponse { run_id })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunNowResponse {
+            run_id,
+            request: None,
+            run_ids: Vec::new(),
+        }),
+    ))
 }

@@ -9,6 +9,7 @@ pub mod auth;
 mod body;
 mod error;
 mod jobs;
+mod nodes;
 mod openapi;
 mod runs;
 mod session;
@@ -76,6 +77,8 @@ pub struct AppState {
         stats::daily,
         system::health,
         system::nodes,
+        nodes::drain,
+        nodes::undrain,
         system::preview,
         system::pause_state,
         system::pause_all,
@@ -131,6 +134,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}/kill", post(runs::kill))
         .route("/api/v1/stats/daily", get(stats::daily))
         .route("/api/v1/nodes", get(system::nodes))
+        .route("/api/v1/nodes/{id}/drain", post(nodes::drain))
+        .route("/api/v1/nodes/{id}/undrain", post(nodes::undrain))
         .route("/api/v1/schedule/preview", get(system::preview))
         .route("/metrics", get(system::metrics))
         .route(

@@ -21,6 +21,8 @@ use super::AppState;
 
 /// Poll interval of a followed output file while its run is going.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Poll interval of the run store for a run on another node.
+const REMOTE_POLL: Duration = Duration::from_millis(250);
 /// Largest chunk sent in one SSE event.
 const CHUNK: usize = 16 * 1024;
 
@@ -118,13 +120,32 @@ pub async fn kill(
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    find(&s, &p, &id).await?;
-    s.sched.kill(&id).await?;
+    let rec = find(&s, &p, &id).await?;
+    let now = s.clock.now();
+    let elsewhere = rec.node_id != s.node.id && s.sched.active(&rec.record_id()).is_none();
+    let body = match &s.cluster {
+        // Another node runs it: ask that node through etcd (`kill/`).
+        Some(c) if elsewhere => {
+            if rec.status.is_final() {
+                return Err(Failure::conflict(format!(
+                    "run {} already finished ({})",
+                    rec.record_id(),
+                    rec.status
+                )));
+            }
+            c.request_kill(&rec, &p.user, now).await?;
+            serde_json::json!({ "node": rec.node_id, "via": "etcd" })
+        }
+        _ => {
+            s.sched.kill(&id).await?;
+            serde_json::json!({ "node": s.node.id })
+        }
+    };
     s.auth
         .store
-        .append_audit(p.audit("run.kill", &id, s.clock.now()))
+        .append_audit(p.audit("run.kill", &id, now))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}/stream", tag = "runs",
@@ -145,7 +166,12 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(32);
     let path = crate::exec::output_path(&s.state_dir, &rec.record_id());
     let runs = s.runs.clone();
-    tokio::spawn(follow(rec, path, finished, runs, tx));
+    let here = rec.node_id == s.node.id || s.sched.active(&rec.record_id()).is_some();
+    if here || rec.status.is_final() {
+        tokio::spawn(follow(rec, path, finished, runs, tx));
+    } else {
+        tokio::spawn(follow_elsewhere(rec.record_id(), runs, tx));
+    }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
     });
@@ -219,6 +245,29 @@ async fn follow(
             },
             _ = tokio::time::sleep(FOLLOW_POLL) => {}
             _ = tx.closed() => return,
+        }
+    }
+}
+
+/// A run on another node (cluster): its output file is there, so the
+/// stream polls the run store and sends the output (head and tail) with
+/// the end once the final record arrives.
+async fn follow_elsewhere(
+    key: String,
+    runs: std::sync::Arc<dyn crate::store::RunStore>,
+    tx: mpsc::Sender<Event>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REMOTE_POLL) => {}
+            _ = tx.closed() => return,
+        }
+        if let Ok(Some(r)) = runs.get(&key).await {
+            if r.status.is_final() {
+                let _ = tx.send(output_event(&r.output_text())).await;
+                let _ = tx.send(end_event(&r)).await;
+                return;
+            }
         }
     }
 }

@@ -15,4 +15,10 @@ pub trait ClusterView: Send + Sync + 'static {
     /// Moves each time this node fences itself (its lease was not renewed):
     /// its `one` runs must be killed at once.
     fn fences(&self) -> watch::Receiver<u64>;
+    /// Drained (`cronsun node drain`): this node starts no new scheduled
+    /// runs (`one` instants go to the other nodes, `all` instants are left
+    /// out here without a record, as paused time is).
+    fn draining(&self) -> bool {
+        false
+    }
 }

@@ -62,6 +62,8 @@ pub struct SchedulerConfig {
 pub enum Command {
     RunNow {
         job_id: String,
+        /// Cluster run-now requests name the run; `None`: a local request.
+        requested: Option<Requested>,
         reply: oneshot::Sender<Result<String, RequestError>>,
     },
     Kill {
@@ -77,6 +79,22 @@ pub enum Command {
         limits: Limits,
         reply: oneshot::Sender<()>,
     },
+}
+
+/// A manual run asked for through the cluster (`once/<request>`): its run
+/// id is fixed by the request, so a replayed request never starts twice
+/// (the `running` write of an existing record does not apply).
+#[derive(Clone, Debug)]
+pub struct Requested {
+    pub run_id: String,
+    /// The job's revision when the run was asked for; an older local copy
+    /// is re-read first.
+    pub job_revision: u64,
+    /// When it was asked for (the record's `scheduled_at`, so a late start
+    /// shows).
+    pub at: Timestamp,
+    /// `one` jobs: the revision of the claim transaction (`CRONSUN_FENCE`).
+    pub fence: Option<u64>,
 }
 
 /// The `[scheduler]` settings that a reload changes in place; `lead` and
@@ -130,7 +148,24 @@ impl SchedulerHandle {
     /// Starts a manual run now; returns its run id.
     pub async fn run_now(&self, job_id: &str) -> Result<String, RequestError> {
         let job_id = job_id.to_string();
-        self.ask(|reply| Command::RunNow { job_id, reply }).await?
+        self.ask(|reply| Command::RunNow {
+            job_id,
+            requested: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts the run a cluster run-now request names (or records it
+    /// `skipped` with the reason, e.g. `concurrency = "forbid"`).
+    pub async fn run_requested(&self, job_id: &str, r: Requested) -> Result<String, RequestError> {
+        let job_id = job_id.to_string();
+        self.ask(|reply| Command::RunNow {
+            job_id,
+            requested: Some(r),
+            reply,
+        })
+        .await?
     }
 
     /// Kills a running run by record id or run id.
@@ -471,7 +506,10 @@ impl Scheduler {
     fn cluster_turn(&self, id: &str, t: Timestamp) -> Option<Option<Duration>> {
         let c = self.cluster.as_ref()?;
         let slot = self.jobs.get(id)?;
-        (slot.job.kind == JobKind::One).then(|| c.claim_offset(id, t))
+        match slot.job.kind {
+            JobKind::One => Some(c.claim_offset(id, t)),
+            JobKind::All => c.draining().then_some(None),
+        }
     }
 
     fn decided_elsewhere(&self, id: &str, t: Timestamp) -> bool {
@@ -1347,8 +1385,12 @@ impl Scheduler {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::RunNow { job_id, reply } => {
-                let r = self.run_now(&job_id).await;
+            Command::RunNow {
+                job_id,
+                requested,
+                reply,
+            } => {
+                let r = self.run_now(&job_id, requested).await;
                 let _ = reply.send(r);
             }
             Command::Kill { id, reply } => {
@@ -1368,8 +1410,17 @@ impl Scheduler {
         }
     }
 
-    async fn run_now(&mut self, job_id: &str) -> Result<String, RequestError> {
-        if !self.jobs.contains_key(job_id) {
+    async fn run_now(
+        &mut self,
+        job_id: &str,
+        requested: Option<Requested>,
+    ) -> Result<String, RequestError> {
+        let stale = requested.as_ref().is_some_and(|r| {
+            self.jobs
+                .get(job_id)
+                .is_some_and(|s| s.job.revision < r.job_revision)
+        });
+        if !self.jobs.contains_key(job_id) || stale {
             // Created a moment ago: the change feed may not have brought it yet.
             match self.coord.get_job(job_id).await {
                 Ok(Some(j)) => self.put_job(j, Known::Nothing).await,
@@ -1382,25 +1433,37 @@ impl Scheduler {
             .get(job_id)
             .map(|s| s.job.clone())
             .ok_or_else(|| RequestError::NotFound(format!("job {job_id:?} not found")))?;
-        if let Admission::Skip(reason) = self.admission(&job) {
-            return Err(RequestError::Conflict(format!(
-                "cannot start {job_id} now: {reason}"
-            )));
-        }
         let now = self.clock.now();
-        let request = format!("{}-{:04x}", ids::instant_key(now), rand::random::<u16>());
-        let run_id = ids::manual_run_id(job_id, &request);
-        let rec = records::new_record(
+        let from_cluster = requested.is_some();
+        let (run_id, at, fence) = match requested {
+            // Refusals become a `skipped` record the requester can find.
+            Some(r) => (r.run_id, r.at, r.fence),
+            None => {
+                if let Admission::Skip(reason) = self.admission(&job) {
+                    return Err(RequestError::Conflict(format!(
+                        "cannot start {job_id} now: {reason}"
+                    )));
+                }
+                let request = format!("{}-{:04x}", ids::instant_key(now), rand::random::<u16>());
+                (ids::manual_run_id(job_id, &request), now, None)
+            }
+        };
+        let mut rec = records::new_record(
             &job,
             &self.node,
             run_id.clone(),
             1,
             Trigger::Manual,
-            now,
+            at,
             RunStatus::Running,
         );
+        rec.fence = fence;
         if self.start_unclaimed(&job, rec, now).await {
             Ok(run_id)
+        } else if from_cluster {
+            Err(RequestError::Conflict(format!(
+                "run {run_id} was not started: skipped (see its record) or already recorded"
+            )))
         } else {
             Err(RequestError::Unavailable(
                 "the run could not be recorded; see the daemon's log".into(),

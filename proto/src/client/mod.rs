@@ -398,6 +398,14 @@ impl Client {
         self.get("/api/v1/nodes").await
     }
 
+    /// `POST /api/v1/nodes/{id}/drain` (`on`) or `/undrain`: the node's
+    /// state afterwards.
+    pub async fn drain_node(&self, id: &str, on: bool) -> Result<NodeInfo, ClientError> {
+        let action = if on { "drain" } else { "undrain" };
+        let path = format!("/api/v1/nodes/{}/{action}", query::encode_component(id));
+        self.post(&path, &serde_json::json!({})).await
+    }
+
     /// `GET /api/v1/schedule/preview?...`.
     pub async fn preview(&self, q: &PreviewQuery) -> Result<Preview, ClientError> {
         self.get(&format!(

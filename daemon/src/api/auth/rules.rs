@@ -51,6 +51,16 @@ pub const RULES: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/runs/{id}/stream", Need::Role(Role::Viewer)),
     ("POST", "/api/v1/runs/{id}/kill", Need::Role(Role::Operator)),
     ("GET", "/api/v1/nodes", Need::Role(Role::Viewer)),
+    (
+        "POST",
+        "/api/v1/nodes/{id}/drain",
+        Need::Role(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/nodes/{id}/undrain",
+        Need::Role(Role::Operator),
+    ),
     ("GET", "/api/v1/schedule/preview", Need::Role(Role::Viewer)),
     ("GET", "/api/v1/stats/daily", Need::Role(Role::Viewer)),
     ("GET", "/api/v1/accounts", Need::Role(Role::Admin)),

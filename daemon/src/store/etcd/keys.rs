@@ -69,6 +69,31 @@ impl Keys {
     pub fn leader(&self) -> String {
         self.key(&["leader"])
     }
+    /// Run-now requests (`once/<request>`, under a per-request lease).
+    pub fn onces(&self) -> String {
+        self.key(&["once/"])
+    }
+    pub fn once(&self, request: &str) -> String {
+        self.key(&["once/", request])
+    }
+    /// Who starts a `one` job's run-now request (create-if-absent).
+    pub fn once_claimed(&self, request: &str) -> String {
+        self.key(&["once/", request, "/claimed"])
+    }
+    /// Kill requests for runs on other nodes (`kill/<record id>`, short lease).
+    pub fn kills(&self) -> String {
+        self.key(&["kill/"])
+    }
+    pub fn kill(&self, record_id: &str) -> String {
+        self.key(&["kill/", record_id])
+    }
+    /// Drained nodes (`drain/<node>`, no lease: it survives restarts).
+    pub fn drains(&self) -> String {
+        self.key(&["drain/"])
+    }
+    pub fn drain(&self, node: &str) -> String {
+        self.key(&["drain/", node])
+    }
 
     /// The id part of a key under `folder` (e.g. `job/`), if it is one.
     pub fn id_in<'a>(&self, folder: &str, key: &'a [u8]) -> Option<&'a str> {

@@ -91,6 +91,8 @@ pub struct Membership {
     require_sync: bool,
     max_skew: Duration,
     clock: ClockHealth,
+    /// Drained (`drain/<id>`): starts no new runs, leaves the ranking.
+    draining: AtomicBool,
 }
 
 fn encode(r: &NodeRecord) -> Result<String, StoreError> {
@@ -126,6 +128,7 @@ impl Membership {
             require_sync,
             max_skew,
             clock,
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -385,6 +388,26 @@ impl Membership {
         self.clock.evaluate(stamped, Instant::now())
     }
 
+    /// Whether this node is drained (starts no new runs).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Drains or undrains this node: it leaves (or rejoins) the claim
+    /// ranking at once, and its `node/` record says so to its peers.
+    pub async fn set_draining(&self, on: bool) -> Result<(), StoreError> {
+        self.draining.store(on, Ordering::SeqCst);
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .info
+            .draining = on;
+        match self.lease() {
+            Some(lease) => self.publish(lease).await,
+            None => Ok(()), // registration writes the record with the flag
+        }
+    }
+
     /// Re-writes `node/<id>` under the lease.
     async fn publish(&self, lease: i64) -> Result<(), StoreError> {
         let rec = self.current_record();
@@ -516,7 +539,7 @@ impl Membership {
     /// lease, or its clock is not healthy).
     pub fn claim_offset(&self, job: &str, t: Timestamp) -> Option<Duration> {
         self.lease()?;
-        if !self.clock_ok() {
+        if !self.clock_ok() || self.draining() {
             return None;
         }
         let me = self.id();

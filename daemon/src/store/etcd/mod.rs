@@ -24,11 +24,13 @@ mod follow;
 pub mod keys;
 mod leader;
 mod members;
+mod ops;
 
 pub use auth::EtcdAuth;
 pub use client::Etcd;
 pub use leader::{Leader, Leadership};
 pub use members::{Membership, NodeRecord, RegisterError, Timing};
+pub use ops::RunAccepted;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,6 +237,7 @@ impl EtcdCoord {
             cfg.max_skew.0,
             p.clock_gauges,
         );
+        ops::load_drain(&etcd, &keys, &member).await;
         match member.register().await {
             Ok(()) => {}
             Err(e @ RegisterError::Taken { .. }) => return Err(StartError::IdTaken(e.to_string())),
@@ -364,7 +367,7 @@ impl EtcdCoord {
 
     /// Every node of the cluster, alive or not.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        self.member.nodes().await
+        self.nodes_with_drains().await
     }
 
     /// Waits for the background tasks (after the stop signal), then leaves
@@ -1124,6 +1127,10 @@ impl ClusterView for EtcdCoord {
     fn fences(&self) -> watch::Receiver<u64> {
         self.member.fences()
     }
+
+    fn draining(&self) -> bool {
+        self.member.draining()
+    }
 }
 
 /// The run store of a cluster node: MongoDB through the spool, plus the
@@ -1138,7 +1145,7 @@ impl RunStore for ClusterRuns {
     async fn write(&self, record: RunRecord) -> Result<bool> {
         let applied = self.inner.write(record.clone()).await?;
         if record.status.is_final()
-            && record.trigger == Trigger::Schedule
+            && matches!(record.trigger, Trigger::Schedule | Trigger::Manual)
             && record.node_id == self.coord.node.id
             && self.coord.kind_of(&record.job_id) == Some(JobKind::One)
         {
