@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::api::{self, AppState, Auth, PeerCred, TokenCheck};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::coord::duties::Duty;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeFacts};
@@ -306,12 +307,29 @@ async fn run_with(
         c.start_ops(handle.clone(), stop_rx.clone()); // run-now, kill, drain via etcd
     }
     let (retention_tx, retention_rx) = watch::channel(retention);
+    // Leader-only duties: retention and lost-run reconciliation.
+    let duty = cluster
+        .as_ref()
+        .map_or(Duty::Always, |c| Duty::Leader(c.clone()));
     let retention_task = tokio::spawn(retention_loop(
-        runs,
+        runs.clone(),
         clock.clone(),
+        duty,
         retention_rx,
         stop_rx.clone(),
     ));
+    let reconcile_task = match (&cluster, &cfg.etcd) {
+        (Some(c), Some(e)) => Some(tokio::spawn(crate::coord::duties::reconcile_loop(
+            c.clone(),
+            runs,
+            clock.clone(),
+            metrics.clone(),
+            e.lease_ttl.0,
+            e.lease_ttl.0 * 2,
+            stop_rx.clone(),
+        ))),
+        _ => None,
+    };
     let live = reload::Live {
         sched: handle.clone(),
         exec: exec_for_reload,
@@ -342,6 +360,9 @@ async fn run_with(
         error!("scheduler task failed: {e}");
     }
     let _ = retention_task.await;
+    if let Some(t) = reconcile_task {
+        let _ = t.await;
+    }
     if let Some(t) = pause_task {
         let _ = t.await;
     }
@@ -633,15 +654,19 @@ async fn wait_for_stop(config_path: &Path, mut running: Config, live: &reload::L
 async fn retention_loop(
     runs: Arc<dyn RunStore>,
     clock: Clock,
+    duty: Duty,
     mut policy: watch::Receiver<Retention>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         let current = *policy.borrow_and_update();
-        match runs.retain(current, clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => info!(deleted = n, "retention removed old run records"),
-            Err(e) => warn!("retention failed: {e}"),
+        // One node prunes the shared run store: the leader (cluster mode).
+        if duty.holds() {
+            match runs.retain(current, clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => info!(deleted = n, "retention removed old run records"),
+                Err(e) => warn!("retention failed: {e}"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(RETENTION_EVERY) => {}

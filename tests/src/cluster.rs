@@ -87,7 +87,29 @@ impl Cluster {
             c.add_node(&adjust);
         }
         c.wait_leader(Duration::from_secs(15));
+        c.wait_clocks_healthy(Duration::from_secs(15));
         c
+    }
+
+    /// Waits until every running node's record says its clock is healthy
+    /// (a node that just joined claims nothing until it has measured its
+    /// offset to its peers); panics otherwise.
+    #[track_caller]
+    pub fn wait_clocks_healthy(&mut self, timeout: Duration) {
+        let ids: Vec<String> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|d| d.is_running().then(|| d.node_id().to_string()))
+            .collect();
+        let ok = wait_for(timeout, || {
+            ids.iter().all(|id| {
+                self.etcd
+                    .value(&format!("{}node/{id}", self.prefix))
+                    .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+                    .is_some_and(|r| r["clock_ok"] == true)
+            })
+        });
+        assert!(ok, "not every node's clock became healthy\n{}", self.logs());
     }
 
     /// A cluster of nodes the caller started (e.g. in network namespaces).

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use cronsun_tests::cluster::{wait_for, Cluster, Ledger, LEASE_TTL_S};
 use cronsun_tests::daemon::free_port;
-use cronsun_tests::{bins, job, run_cli, unique_id};
+use cronsun_tests::{bins, fmt_records, job, run_cli, unique_id, RunStatus};
 
 #[test]
 fn a_second_process_with_a_live_node_id_is_refused_and_node_ls_shows_the_dead() {
@@ -47,8 +47,32 @@ fn a_second_process_with_a_live_node_id_is_refused_and_node_ls_shows_the_dead() 
         "the refused process removed the holder's key"
     );
 
-    // kill -9 of node 1: once its lease expires it is listed dead.
+    // A long `all` run in progress on node 1 when it dies for good.
     let gone = c.nodes[1].node_id().to_string();
+    let long = unique_id("long");
+    c.nodes[0].create_job(&job(json!({
+        "id": long, "kind": "all", "command": ["sleep", "60"],
+        "rules": [{ "schedule": "* * * * * *" }],
+    })));
+    let mut in_progress = None;
+    wait_for(Duration::from_secs(20), || {
+        in_progress = c.nodes[0]
+            .runs(&long)
+            .into_iter()
+            .find(|r| r.node_id == gone && r.status == RunStatus::Running)
+            .map(|r| r.run_id);
+        in_progress.is_some()
+    });
+    let in_progress =
+        in_progress.unwrap_or_else(|| panic!("no run of {long} in progress on {gone}"));
+    c.nodes[0]
+        .api_post(
+            &format!("/api/v1/jobs/{long}/pause"),
+            &json!({"reason": "test"}),
+        )
+        .expect_status(200);
+
+    // kill -9 of node 1: once its lease expires it is listed dead.
     c.nodes[1].kill9();
     assert!(
         wait_for(Duration::from_secs(LEASE_TTL_S + 5), || !c
@@ -67,6 +91,22 @@ fn a_second_process_with_a_live_node_id_is_refused_and_node_ls_shows_the_dead() 
         alive(&taken) == Some(true) && alive(&gone) == Some(false)
     });
     assert!(listed, "node ls: {}", c.nodes[0].cli_json(&["node", "ls"]));
+
+    // The leader records the dead node's run `lost` (it never comes back).
+    let reconciled = wait_for(Duration::from_secs(LEASE_TTL_S * 4 + 10), || {
+        c.nodes[0].runs(&long).iter().any(|r| {
+            r.run_id == in_progress
+                && r.status == RunStatus::Lost
+                && r.reason
+                    .as_deref()
+                    .is_some_and(|m| m.contains("stopped renewing its etcd lease"))
+        })
+    });
+    assert!(
+        reconciled,
+        "the dead node's run was not recorded lost:\n{}",
+        fmt_records(&c.nodes[0].runs(&long))
+    );
 }
 
 #[test]

@@ -173,7 +173,8 @@ fn choose_targets(
         .collect();
     if out.is_empty() {
         return Err(RequestError::Conflict(
-            "no live node that is not draining can run it now".into(),
+            "no node can run it now: none is alive, undrained and (for a `one` job) clock-healthy"
+                .into(),
         ));
     }
     Ok(out)
