@@ -16,4 +16,6 @@ pub mod privsep;
 pub mod reload;
 pub mod scheduler;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod tls;

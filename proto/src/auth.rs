@@ -248,6 +248,23 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+impl AuditPage {
+    /// A page from up to `limit + 1` entries read in order: the extra one
+    /// only tells that there is a next page, whose cursor is the last kept id.
+    pub fn from_overfetch(mut entries: Vec<AuditEntry>, limit: usize) -> AuditPage {
+        let next_cursor = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        AuditPage {
+            entries,
+            next_cursor,
+        }
+    }
+}
+
 /// Checks an account or token name: `[A-Za-z0-9_.@-]{1,64}`.
 pub fn check_name(field: &str, s: &str) -> Result<(), crate::ValidationError> {
     let ok = !s.is_empty()

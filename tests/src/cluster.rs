@@ -207,6 +207,15 @@ pub struct Start {
 }
 
 impl Ledger {
+    /// Job `id` of `kind` (`one`/`all`) on `schedule`, appending each real
+    /// start to this ledger under `name`.
+    pub fn job(&self, id: &str, name: &str, kind: &str, schedule: &str) -> crate::Job {
+        crate::job(serde_json::json!({
+            "id": id, "kind": kind, "command": self.command(name), "shell": true,
+            "rules": [{ "schedule": schedule }],
+        }))
+    }
+
     #[track_caller]
     pub fn new() -> Ledger {
         let dir = tempfile::Builder::new()

@@ -74,14 +74,8 @@ fn cluster_runs_one_jobs_once_and_survives_node_failures() {
     let tick = unique_id("tick");
     let every = unique_id("every");
     let slow = unique_id("slow");
-    c.nodes[0].create_job(&job(json!({
-        "id": tick, "command": ledger.command("tick"), "shell": true,
-        "rules": [{ "schedule": "* * * * * *" }],
-    })));
-    let every_job = c.nodes[1].create_job(&job(json!({
-        "id": every, "kind": "all", "command": ledger.command("every"), "shell": true,
-        "rules": [{ "schedule": "*/2 * * * * *" }],
-    })));
+    c.nodes[0].create_job(&ledger.job(&tick, "tick", "one", "* * * * * *"));
+    let every_job = c.nodes[1].create_job(&ledger.job(&every, "every", "all", "*/2 * * * * *"));
     // Long runs, so a frozen node has one in progress.
     c.nodes[2].create_job(&job(json!({
         "id": slow, "command": format!("{}; sleep 30", ledger.command("slow")), "shell": true,

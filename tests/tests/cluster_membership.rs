@@ -115,14 +115,8 @@ fn an_etcd_restart_keeps_all_jobs_firing_and_one_jobs_at_most_once() {
     let ledger = Ledger::new();
     let tick = unique_id("tick");
     let every = unique_id("every");
-    c.nodes[0].create_job(&job(json!({
-        "id": tick, "command": ledger.command("tick"), "shell": true,
-        "rules": [{ "schedule": "* * * * * *" }],
-    })));
-    c.nodes[0].create_job(&job(json!({
-        "id": every, "kind": "all", "command": ledger.command("every"), "shell": true,
-        "rules": [{ "schedule": "* * * * * *" }],
-    })));
+    c.nodes[0].create_job(&ledger.job(&tick, "tick", "one", "* * * * * *"));
+    c.nodes[0].create_job(&ledger.job(&every, "every", "all", "* * * * * *"));
     assert!(
         wait_for(Duration::from_secs(20), || ledger.starts("tick").len() >= 3),
         "the one job did not start\n{}",

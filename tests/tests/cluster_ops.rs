@@ -214,14 +214,8 @@ fn run_now_kill_and_drain_reach_the_right_nodes() {
     // ---- drain: no new runs there, the others run every instant -------------
     let tick = unique_id("tick");
     let every = unique_id("every");
-    c.nodes[0].create_job(&job(json!({
-        "id": tick, "command": ledger.command("tick"), "shell": true,
-        "rules": [{ "schedule": "* * * * * *" }],
-    })));
-    c.nodes[0].create_job(&job(json!({
-        "id": every, "kind": "all", "command": ledger.command("every"), "shell": true,
-        "rules": [{ "schedule": "* * * * * *" }],
-    })));
+    c.nodes[0].create_job(&ledger.job(&tick, "tick", "one", "* * * * * *"));
+    c.nodes[0].create_job(&ledger.job(&every, "every", "all", "* * * * * *"));
     let drained = ids[other].clone();
     // `window`: an `all` job due once before the drain, then only during it.
     let window = unique_id("window");

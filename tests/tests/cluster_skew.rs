@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use cronsun_tests::cluster::{wait_for, Cluster, Ledger};
-use cronsun_tests::{fmt_records, job, unique_id, RunStatus};
+use cronsun_tests::{fmt_records, unique_id, RunStatus};
 
 /// The value of a gauge in a `/metrics` text.
 fn gauge(text: &str, name: &str) -> Option<f64> {
@@ -100,10 +100,7 @@ fn a_node_whose_clock_is_ahead_by_more_than_max_skew_claims_nothing() {
     // A per-second `one` job: every instant exactly once, never on it.
     let ledger = Ledger::new();
     let tick = unique_id("tick");
-    c.nodes[0].create_job(&job(json!({
-        "id": tick, "command": ledger.command("tick"), "shell": true,
-        "rules": [{ "schedule": "* * * * * *" }],
-    })));
+    c.nodes[0].create_job(&ledger.job(&tick, "tick", "one", "* * * * * *"));
     const INSTANTS: usize = 12;
     assert!(
         wait_for(Duration::from_secs(40), || ledger.by_instant("tick").len()

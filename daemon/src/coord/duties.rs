@@ -141,24 +141,7 @@ mod tests {
     use super::*;
 
     fn node(id: &str, alive: bool, last_seen: &str) -> NodeInfo {
-        NodeInfo {
-            id: id.into(),
-            hostname: id.into(),
-            api_url: None,
-            tls_fingerprint: None,
-            clock_offset_ms: None,
-            clock_problem: None,
-            version: String::new(),
-            tzdata: String::new(),
-            groups: Vec::new(),
-            labels: Default::default(),
-            started_at: Timestamp::UNIX_EPOCH,
-            last_seen: last_seen.parse().expect("ts"),
-            alive,
-            running: 0,
-            clock_ok: true,
-            draining: false,
-        }
+        crate::testing::node_info(id, alive, false, last_seen.parse().expect("ts"))
     }
 
     #[test]

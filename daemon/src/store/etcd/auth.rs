@@ -562,16 +562,7 @@ impl AuthStore for EtcdAuth {
                 _ => break,
             }
         }
-        let next_cursor = if entries.len() > limit {
-            entries.truncate(limit);
-            entries.last().map(|e| e.id.clone())
-        } else {
-            None
-        };
-        Ok(AuditPage {
-            entries,
-            next_cursor,
-        })
+        Ok(AuditPage::from_overfetch(entries, limit))
     }
 
     /// Read first (a node whose etcd role may only read `session/` gets

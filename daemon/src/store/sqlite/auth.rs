@@ -167,16 +167,7 @@ fn audit_page(conn: &Connection, q: &AuditQuery) -> Result<AuditPage> {
         e.id = id.to_string();
         entries.push(e);
     }
-    let next_cursor = if entries.len() > limit as usize {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| e.id.clone())
-    } else {
-        None
-    };
-    Ok(AuditPage {
-        entries,
-        next_cursor,
-    })
+    Ok(AuditPage::from_overfetch(entries, limit as usize))
 }
 
 /// The job part of [`crate::store::CoordStore::apply_audited`].

@@ -554,24 +554,7 @@ mod tests {
     use cronsun_proto::api::NodeInfo;
 
     fn node(id: &str, alive: bool, draining: bool) -> NodeInfo {
-        NodeInfo {
-            id: id.into(),
-            hostname: id.into(),
-            api_url: None,
-            tls_fingerprint: None,
-            clock_offset_ms: None,
-            clock_problem: None,
-            version: String::new(),
-            tzdata: String::new(),
-            groups: Vec::new(),
-            labels: Default::default(),
-            started_at: Timestamp::UNIX_EPOCH,
-            last_seen: Timestamp::UNIX_EPOCH,
-            alive,
-            running: 0,
-            clock_ok: true,
-            draining,
-        }
+        crate::testing::node_info(id, alive, draining, Timestamp::UNIX_EPOCH)
     }
 
     #[test]
