@@ -746,7 +746,7 @@ impl Scheduler {
     ) {
         for ((job, t, admission, mut rec), res) in chunk.into_iter().zip(answers) {
             match self.claim_outcome(&job, t, &rec, res).await {
-                ClaimResult::Won(fence) => {
+                ClaimResult::Won(fence, previous) => {
                     if rec.status == RunStatus::Running {
                         faults::hit("die_after_claim");
                         if self.clock.now() > t {
@@ -756,6 +756,7 @@ impl Scheduler {
                         self.launch(job.clone(), rec, t, &admission);
                     }
                     self.decided(&job.id, t);
+                    self.record_gap(&job, previous, t, now).await;
                 }
                 ClaimResult::Decided => self.decided(&job.id, t),
                 ClaimResult::JobChanged => {}
@@ -780,7 +781,50 @@ impl Scheduler {
         // (older missed instants, summaries, catch-ups) could come from every
         // node, or contradict the node that ran the instant.
         let claimed_only = self.cluster_turn(&job.id, now).is_some();
-        if let Some((count, first, last)) = due.summarised.filter(|_| !claimed_only) {
+        if !claimed_only {
+            let older = due.missed.split_last().map_or(&[][..], |(_, o)| o);
+            self.record_missed(
+                job,
+                due.summarised,
+                older,
+                &due.catchup,
+                &missed_reason,
+                now,
+            )
+            .await;
+        }
+        let last_missed = due.missed.last().copied();
+        // The last missed instant moves the watermark with its record.
+        if let Some(t) = last_missed.filter(|t| !self.decided_elsewhere(&job.id, *t)) {
+            let rec = self.instant_record(job, t, RunStatus::Missed);
+            let rec = records::settled(rec, RunStatus::Missed, missed_reason.clone(), now);
+            match self.claim(job, t, rec).await {
+                ClaimResult::JobChanged | ClaimResult::StoreFailed => return false,
+                ClaimResult::Won(_, previous) => self.record_gap(job, previous, t, now).await,
+                ClaimResult::Decided => {}
+            }
+        }
+        for t in &due.start {
+            if !self.start_instant(job, *t).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Writes missed instants (a summary of the oldest, then one record
+    /// each) and starts the catch-up runs the `missed` policy asks for.
+    /// Idempotent: run ids are the instants', so a replay writes nothing new.
+    async fn record_missed(
+        &mut self,
+        job: &Arc<Job>,
+        summarised: Option<(u64, Timestamp, Timestamp)>,
+        missed: &[Timestamp],
+        catchup: &[Timestamp],
+        missed_reason: &str,
+        now: Timestamp,
+    ) {
+        if let Some((count, first, last)) = summarised {
             let run_id = format!(
                 "{}~missed~{}~{}",
                 job.id,
@@ -800,22 +844,12 @@ impl Scheduler {
             self.write(records::settled(rec, RunStatus::Missed, reason, now))
                 .await;
         }
-        // All but the last missed instant: plain idempotent writes.
-        let (last_missed, older) = match due.missed.split_last() {
-            Some((l, o)) => (Some(*l), o),
-            None => (None, &[][..]),
-        };
-        let (older, catchup) = if claimed_only {
-            (&[][..], &[][..])
-        } else {
-            (older, &due.catchup[..])
-        };
-        for t in older {
+        for t in missed {
             let rec = self.instant_record(job, *t, RunStatus::Missed);
             self.write(records::settled(
                 rec,
                 RunStatus::Missed,
-                missed_reason.clone(),
+                missed_reason.to_string(),
                 now,
             ))
             .await;
@@ -833,23 +867,45 @@ impl Scheduler {
             );
             self.start_unclaimed(job, rec, now).await;
         }
-        // The last missed instant moves the watermark with its record.
-        if let Some(t) = last_missed.filter(|t| !self.decided_elsewhere(&job.id, *t)) {
-            let rec = self.instant_record(job, t, RunStatus::Missed);
-            let rec = records::settled(rec, RunStatus::Missed, missed_reason.clone(), now);
-            if matches!(
-                self.claim(job, t, rec).await,
-                ClaimResult::JobChanged | ClaimResult::StoreFailed
-            ) {
-                return false;
-            }
+    }
+
+    /// Cluster `one` jobs: the instants between the watermark a won claim
+    /// moved past and the claimed instant were decided by nobody (etcd was
+    /// unreachable, or every node was fenced, draining or clock-unhealthy)
+    /// and can no longer be claimed. The winner records them `missed` and
+    /// applies the job's `missed` policy (DESIGN §3).
+    async fn record_gap(
+        &mut self,
+        job: &Arc<Job>,
+        previous: Option<Timestamp>,
+        t: Timestamp,
+        now: Timestamp,
+    ) {
+        let Some(previous) =
+            previous.filter(|_| self.cluster.is_some() && job.kind == JobKind::One)
+        else {
+            return;
+        };
+        let Some(slot) = self.jobs.get(&job.id) else {
+            return;
+        };
+        let gap = plan(&PlanInput {
+            schedule: &slot.schedule,
+            after: previous,
+            now: t - SignedDuration::from_nanos(1),
+            lead: Duration::ZERO,
+            start_deadline: Duration::ZERO,
+            missed: job.missed,
+            max_catchup: job.max_catchup,
+        });
+        let missed: Vec<Timestamp> = gap.missed.iter().chain(&gap.start).copied().collect();
+        if missed.is_empty() && gap.summarised.is_none() {
+            return;
         }
-        for t in &due.start {
-            if !self.start_instant(job, *t).await {
-                return false;
-            }
-        }
-        true
+        warn!(job = %job.id, from = %previous, to = %t, "instants nobody claimed are recorded missed");
+        let reason = "no node claimed it before a later instant was claimed — etcd was unreachable, or every node was fenced, draining or clock-unhealthy";
+        self.record_missed(job, gap.summarised, &missed, &gap.catchup, reason, now)
+            .await;
     }
 
     fn instant_record(&self, job: &Job, t: Timestamp, status: RunStatus) -> RunRecord {
@@ -870,16 +926,17 @@ impl Scheduler {
             let rec = records::settled(rec, RunStatus::Skipped, reason.clone(), now);
             return matches!(
                 self.claim(job, t, rec).await,
-                ClaimResult::Won(_) | ClaimResult::Decided
+                ClaimResult::Won(..) | ClaimResult::Decided
             );
         }
         // `started_at` stays empty until the process exists (the in-memory
         // view and the terminal record carry the real start).
         match self.claim(job, t, rec.clone()).await {
-            ClaimResult::Won(fence) => {
+            ClaimResult::Won(fence, previous) => {
                 faults::hit("die_after_claim");
                 rec.fence = Some(fence);
                 self.launch(job.clone(), rec, t, &admission);
+                self.record_gap(job, previous, t, now).await;
                 true
             }
             ClaimResult::Decided => true,
@@ -922,9 +979,9 @@ impl Scheduler {
         res: crate::store::Result<ClaimOutcome>,
     ) -> ClaimResult {
         match res {
-            Ok(ClaimOutcome::Won { fence, .. }) => {
+            Ok(ClaimOutcome::Won { fence, previous }) => {
                 self.announce(record);
-                ClaimResult::Won(fence)
+                ClaimResult::Won(fence, previous)
             }
             Ok(ClaimOutcome::Decided { .. }) => {
                 debug!(job = %job.id, instant = %t, "instant already decided");
@@ -1609,7 +1666,8 @@ struct Recorded {
 }
 
 enum ClaimResult {
-    Won(u64),
+    /// Won, with the fence and the watermark the claim moved past.
+    Won(u64, Option<Timestamp>),
     Decided,
     JobChanged,
     StoreFailed,
