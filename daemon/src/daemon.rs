@@ -322,6 +322,7 @@ async fn run_with(
         (Some(c), Some(e)) => Some(tokio::spawn(crate::coord::duties::reconcile_loop(
             c.clone(),
             runs,
+            handle.clone(),
             clock.clone(),
             metrics.clone(),
             e.lease_ttl.0,

@@ -65,6 +65,29 @@ fn a_second_process_with_a_live_node_id_is_refused_and_node_ls_shows_the_dead() 
     });
     let in_progress =
         in_progress.unwrap_or_else(|| panic!("no run of {long} in progress on {gone}"));
+    // And a `one` run on node 1 whose job retries lost runs.
+    let retried = unique_id("retried");
+    c.nodes[0].create_job(&job(json!({
+        "id": retried, "command": ["sleep", "60"], "on_lost": "retry", "retries": 1,
+        "retry_delay": "1s", "rules": [{ "schedule": "0 0 1 1 *" }],
+    })));
+    let started: serde_json::Value = c.nodes[0]
+        .api_post(
+            &format!("/api/v1/jobs/{retried}/run"),
+            &json!({ "node": gone }),
+        )
+        .expect_status(202)
+        .json();
+    let retried_run = started["run_id"].as_str().expect("run id").to_string();
+    assert!(
+        wait_for(Duration::from_secs(20), || c.nodes[0]
+            .runs(&retried)
+            .iter()
+            .any(
+                |r| r.run_id == retried_run && r.status == RunStatus::Running
+            )),
+        "the run-now of {retried} did not start on {gone}"
+    );
     c.nodes[0]
         .api_post(
             &format!("/api/v1/jobs/{long}/pause"),
@@ -106,6 +129,27 @@ fn a_second_process_with_a_live_node_id_is_refused_and_node_ls_shows_the_dead() 
         reconciled,
         "the dead node's run was not recorded lost:\n{}",
         fmt_records(&c.nodes[0].runs(&long))
+    );
+    // on_lost = "retry": the leader (node 0, the only one left) runs attempt 2.
+    let taken_over = wait_for(Duration::from_secs(LEASE_TTL_S * 4 + 10), || {
+        let recs = c.nodes[0].runs(&retried);
+        let lost = recs
+            .iter()
+            .any(|r| r.run_id == retried_run && r.attempt == 1 && r.status == RunStatus::Lost);
+        let again = recs
+            .iter()
+            .any(|r| r.run_id == retried_run && r.attempt == 2 && r.node_id == taken);
+        lost && again
+    });
+    assert!(
+        taken_over,
+        "the lost run was not retried by the leader:\n{}",
+        fmt_records(&c.nodes[0].runs(&retried))
+    );
+    assert_eq!(
+        c.etcd.keys(&format!("{}retry/", c.prefix)).len(),
+        1,
+        "one retry key per retried attempt"
     );
 }
 

@@ -12,7 +12,10 @@
 //!   registration (its lease expired) for at least the grace period; the
 //!   record write is seq-guarded, so a node that comes back and reports the
 //!   same run `lost`, or finished, never regresses it (a success after
-//!   `lost` raises the "lost run reappeared" alert, DESIGN §3).
+//!   `lost` raises the "lost run reappeared" alert, DESIGN §3);
+//! - a lost `one` run whose job says `on_lost = "retry"` is retried by the
+//!   leader's scheduler, after it wins `retry/<run>#<attempt>` in etcd, so
+//!   the dead node coming back cannot start the same attempt too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::scheduler::SchedulerHandle;
 use crate::store::etcd::EtcdCoord;
 use crate::store::{Result, RunStore};
 
@@ -54,6 +58,7 @@ const PAGE: u32 = 500;
 pub async fn reconcile_loop(
     coord: Arc<EtcdCoord>,
     runs: Arc<dyn RunStore>,
+    sched: SchedulerHandle,
     clock: Clock,
     metrics: Metrics,
     every: Duration,
@@ -77,7 +82,7 @@ pub async fn reconcile_loop(
             }
         };
         for node in dead {
-            match reconcile_node(&node, &*runs, &duty, &clock, &metrics).await {
+            match reconcile_node(&node, &*runs, &sched, &duty, &clock, &metrics).await {
                 Ok(0) => {}
                 Ok(n) => {
                     info!(node = %node.id, runs = n, "recorded the runs of a dead node as lost")
@@ -103,6 +108,7 @@ pub fn dead_for(nodes: &[NodeInfo], now: Timestamp, grace: Duration) -> Vec<Node
 async fn reconcile_node(
     node: &NodeInfo,
     runs: &dyn RunStore,
+    sched: &SchedulerHandle,
     duty: &Duty,
     clock: &Clock,
     metrics: &Metrics,
@@ -128,9 +134,12 @@ async fn reconcile_node(
             "node {} stopped renewing its etcd lease (last seen {}) while the run was in progress; its outcome is unknown",
             node.id, node.last_seen
         ));
-        if runs.write(lost).await? {
+        if runs.write(lost.clone()).await? {
             metrics.count_run(RunStatus::Lost);
             n += 1;
+            // `on_lost = "retry"`: this node retries it (after claiming
+            // the retry key, so the dead node coming back does not too).
+            sched.adopt_lost(lost).await;
         }
     }
     Ok(n)

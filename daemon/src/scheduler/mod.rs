@@ -74,6 +74,9 @@ pub enum Command {
         paused: bool,
         reply: oneshot::Sender<()>,
     },
+    /// A run recorded `lost` elsewhere (the leader, for a node that died
+    /// for good): retried here if its job says `on_lost = "retry"`.
+    AdoptLost { record: RunRecord },
     /// New limits from a config reload (SIGHUP).
     SetLimits {
         limits: Limits,
@@ -180,6 +183,11 @@ impl SchedulerHandle {
     }
 
     /// Applies reloaded limits; returns once the scheduler uses them.
+    /// Hands over a run recorded `lost` for a dead node (no answer awaited).
+    pub async fn adopt_lost(&self, record: RunRecord) {
+        let _ = self.cmd.send(Command::AdoptLost { record }).await;
+    }
+
     pub async fn set_limits(&self, limits: Limits) -> Result<(), RequestError> {
         self.ask(|reply| Command::SetLimits { limits, reply }).await
     }
@@ -1307,6 +1315,19 @@ impl Scheduler {
         )
     }
 
+    /// Queues the retry of a lost run of another node, if its job asks.
+    fn adopt_lost(&mut self, lost: RunRecord) {
+        let Some(job) = self.jobs.get(&lost.job_id).map(|s| s.job.clone()) else {
+            return;
+        };
+        // An `all` run belongs to its node: nobody else runs its share.
+        if job.kind == JobKind::One && job.on_lost == OnLost::Retry && lost.attempt <= job.retries {
+            info!(run = %lost.record_id(), "retrying a lost run of a dead node (on_lost = \"retry\")");
+            let at = self.clock.now() + signed(job.retry_delay.0);
+            self.queue_retry(job, lost, at);
+        }
+    }
+
     fn queue_retry(&mut self, job: Arc<Job>, prev: RunRecord, at: Timestamp) {
         let key = prev.record_id();
         self.retries.push(Reverse((at, key.clone())));
@@ -1334,13 +1355,30 @@ impl Scheduler {
         let mut rec = records::new_record(
             &job,
             &self.node,
-            prev.run_id,
+            prev.run_id.clone(),
             prev.attempt + 1,
             Trigger::Retry,
             prev.scheduled_at,
             RunStatus::Running,
         );
         rec.fence = prev.fence;
+        // A lost run may be retried by the leader and by its own node when
+        // it comes back: one of them wins the retry key.
+        if prev.status == RunStatus::Lost {
+            match self.coord.claim_retry(&rec.record_id()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    info!(run = %rec.record_id(), "another node started this retry");
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    warn!(run = %rec.record_id(), "cannot claim the retry, trying again: {e}");
+                    self.queue_retry(job, prev, now + signed(STORE_RETRY));
+                    return;
+                }
+            }
+        }
         self.start_unclaimed(&job, rec, now).await;
     }
 
@@ -1458,6 +1496,7 @@ impl Scheduler {
                 self.set_global_pause(paused).await;
                 let _ = reply.send(());
             }
+            Command::AdoptLost { record } => self.adopt_lost(record),
             Command::SetLimits { limits, reply } => {
                 self.cfg.drain_timeout = limits.drain_timeout;
                 self.cfg.step_tolerance = limits.step_tolerance;

@@ -103,6 +103,12 @@ pub trait CoordStore: Send + Sync + 'static {
     /// Moves the watermark to `t` unconditionally (resume resets it to now).
     async fn set_watermark(&self, job_id: &str, t: Timestamp) -> Result<()>;
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome>;
+    /// Claims the right to start `record_id`, the retry of a `lost` run,
+    /// so that exactly one node starts it (the leader that recorded the run
+    /// lost, or its own node coming back). Standalone: one node, always true.
+    async fn claim_retry(&self, _record_id: &str) -> Result<bool> {
+        Ok(true)
+    }
     /// Several claims at once (a busy second), answered in request order.
     /// Each answer means what [`CoordStore::claim`]'s would; a store may
     /// commit them together.

@@ -58,6 +58,10 @@ impl Keys {
     pub fn active(&self, job: &str) -> String {
         self.key(&["active/", job])
     }
+    /// Who starts the retry of a lost run (`<run_id>#<attempt>`).
+    pub fn retry(&self, record_id: &str) -> String {
+        self.key(&["retry/", record_id])
+    }
     pub fn paused(&self) -> String {
         self.key(&["paused"])
     }

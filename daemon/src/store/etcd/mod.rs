@@ -67,6 +67,8 @@ const EVENT_BUFFER: usize = 4096;
 const DELETES_PER_TXN: usize = 60;
 /// How long finished runs' `running/` keys are collected before one delete.
 const DELETE_COALESCE: Duration = Duration::from_millis(250);
+/// Lifetime of a `retry/` key (seconds).
+const RETRY_KEY_TTL_S: i64 = 24 * 3600;
 /// Attempts of one claim whose reply was lost.
 const CLAIM_TRIES: usize = 3;
 /// Meta key (SQLite) of the etcd revision the mirrored job set is as of.
@@ -1071,6 +1073,30 @@ impl CoordStore for EtcdCoord {
                 out => Ok(out),
             },
         }
+    }
+
+    /// `retry/<record id>`, create-if-absent under a lease of a day: the
+    /// node that outlived the run and the node coming back cannot both
+    /// start the retry (a day bounds the keys; a node away for longer
+    /// finds its run's retry long decided by the leader).
+    async fn claim_retry(&self, record_id: &str) -> Result<bool> {
+        let mut leases = self.etcd.client.lease_client();
+        let lease = self
+            .etcd
+            .call("grant retry lease", leases.grant(RETRY_KEY_TTL_S, None))
+            .await?
+            .id();
+        let key = self.keys.retry(record_id);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                self.node.id.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let mut kv = self.etcd.client.kv_client();
+        let resp = self.etcd.call("claim retry", kv.txn(txn)).await?;
+        Ok(resp.succeeded())
     }
 
     /// As [`EtcdCoord::claim_one`]: abandoned when the node fences itself.
