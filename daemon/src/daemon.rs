@@ -319,16 +319,18 @@ async fn run_with(
         stop_rx.clone(),
     ));
     let reconcile_task = match (&cluster, &cfg.etcd) {
-        (Some(c), Some(e)) => Some(tokio::spawn(crate::coord::duties::reconcile_loop(
-            c.clone(),
-            runs,
-            handle.clone(),
-            clock.clone(),
-            metrics.clone(),
-            e.lease_ttl.0,
-            e.lease_ttl.0 * 2,
-            stop_rx.clone(),
-        ))),
+        (Some(c), Some(e)) => Some(tokio::spawn(
+            crate::coord::duties::Reconciler {
+                coord: c.clone(),
+                runs,
+                sched: handle.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                every: e.lease_ttl.0,
+                grace: e.lease_ttl.0 * 2,
+            }
+            .run(stop_rx.clone()),
+        )),
         _ => None,
     };
     let live = reload::Live {

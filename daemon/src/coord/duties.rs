@@ -55,41 +55,80 @@ const PAGE: u32 = 500;
 
 /// Marks `lost` the runs that dead nodes left `running`, every `every`,
 /// while this node leads.
-pub async fn reconcile_loop(
-    coord: Arc<EtcdCoord>,
-    runs: Arc<dyn RunStore>,
-    sched: SchedulerHandle,
-    clock: Clock,
-    metrics: Metrics,
-    every: Duration,
-    grace: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let duty = Duty::Leader(coord.clone());
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if !duty.holds() {
-            continue;
-        }
-        let dead = match coord.nodes().await {
-            Ok(nodes) => dead_for(&nodes, clock.now(), grace),
-            Err(e) => {
-                warn!("lost-run reconciliation: cannot list nodes: {e}");
+pub struct Reconciler {
+    pub coord: Arc<EtcdCoord>,
+    pub runs: Arc<dyn RunStore>,
+    pub sched: SchedulerHandle,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub every: Duration,
+    /// How long a node must have been dead before its runs are `lost`.
+    pub grace: Duration,
+}
+
+impl Reconciler {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let duty = Duty::Leader(self.coord.clone());
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if !duty.holds() {
                 continue;
             }
-        };
-        for node in dead {
-            match reconcile_node(&node, &*runs, &sched, &duty, &clock, &metrics).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    info!(node = %node.id, runs = n, "recorded the runs of a dead node as lost")
+            let dead = match self.coord.nodes().await {
+                Ok(nodes) => dead_for(&nodes, self.clock.now(), self.grace),
+                Err(e) => {
+                    warn!("lost-run reconciliation: cannot list nodes: {e}");
+                    continue;
                 }
-                Err(e) => warn!(node = %node.id, "lost-run reconciliation failed: {e}"),
+            };
+            for node in dead {
+                match self.reconcile_node(&node, &duty).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(node = %node.id, runs = n, "recorded the runs of a dead node as lost")
+                    }
+                    Err(e) => warn!(node = %node.id, "lost-run reconciliation failed: {e}"),
+                }
             }
         }
+    }
+
+    /// One dead node: each run it left `running` becomes `lost`.
+    async fn reconcile_node(&self, node: &NodeInfo, duty: &Duty) -> Result<usize> {
+        let page = self
+            .runs
+            .search(&RunQuery {
+                node: Some(node.id.clone()),
+                status: Some(RunStatus::Running),
+                limit: Some(PAGE),
+                ..RunQuery::default()
+            })
+            .await?;
+        let mut n = 0;
+        for r in page.runs {
+            if !duty.holds() {
+                break;
+            }
+            let mut lost = r;
+            lost.status = RunStatus::Lost;
+            lost.seq = RunStatus::Lost.seq();
+            lost.finished_at = Some(self.clock.now());
+            lost.reason = Some(format!(
+                "node {} stopped renewing its etcd lease (last seen {}) while the run was in progress; its outcome is unknown",
+                node.id, node.last_seen
+            ));
+            if self.runs.write(lost.clone()).await? {
+                self.metrics.count_run(RunStatus::Lost);
+                n += 1;
+                // `on_lost = "retry"`: this node retries it (after claiming
+                // the retry key, so the dead node coming back does not too).
+                self.sched.adopt_lost(lost).await;
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -102,47 +141,6 @@ pub fn dead_for(nodes: &[NodeInfo], now: Timestamp, grace: Duration) -> Vec<Node
         .filter(|n| !n.alive && now.duration_since(n.last_seen) >= grace)
         .cloned()
         .collect()
-}
-
-/// One dead node: each run it left `running` becomes `lost`.
-async fn reconcile_node(
-    node: &NodeInfo,
-    runs: &dyn RunStore,
-    sched: &SchedulerHandle,
-    duty: &Duty,
-    clock: &Clock,
-    metrics: &Metrics,
-) -> Result<usize> {
-    let page = runs
-        .search(&RunQuery {
-            node: Some(node.id.clone()),
-            status: Some(RunStatus::Running),
-            limit: Some(PAGE),
-            ..RunQuery::default()
-        })
-        .await?;
-    let mut n = 0;
-    for r in page.runs {
-        if !duty.holds() {
-            break;
-        }
-        let mut lost = r;
-        lost.status = RunStatus::Lost;
-        lost.seq = RunStatus::Lost.seq();
-        lost.finished_at = Some(clock.now());
-        lost.reason = Some(format!(
-            "node {} stopped renewing its etcd lease (last seen {}) while the run was in progress; its outcome is unknown",
-            node.id, node.last_seen
-        ));
-        if runs.write(lost.clone()).await? {
-            metrics.count_run(RunStatus::Lost);
-            n += 1;
-            // `on_lost = "retry"`: this node retries it (after claiming
-            // the retry key, so the dead node coming back does not too).
-            sched.adopt_lost(lost).await;
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ pub enum Command {
     },
     /// A run recorded `lost` elsewhere (the leader, for a node that died
     /// for good): retried here if its job says `on_lost = "retry"`.
-    AdoptLost { record: RunRecord },
+    AdoptLost { record: Box<RunRecord> },
     /// New limits from a config reload (SIGHUP).
     SetLimits {
         limits: Limits,
@@ -185,7 +185,12 @@ impl SchedulerHandle {
     /// Applies reloaded limits; returns once the scheduler uses them.
     /// Hands over a run recorded `lost` for a dead node (no answer awaited).
     pub async fn adopt_lost(&self, record: RunRecord) {
-        let _ = self.cmd.send(Command::AdoptLost { record }).await;
+        let _ = self
+            .cmd
+            .send(Command::AdoptLost {
+                record: Box::new(record),
+            })
+            .await;
     }
 
     pub async fn set_limits(&self, limits: Limits) -> Result<(), RequestError> {
@@ -1496,7 +1501,7 @@ impl Scheduler {
                 self.set_global_pause(paused).await;
                 let _ = reply.send(());
             }
-            Command::AdoptLost { record } => self.adopt_lost(record),
+            Command::AdoptLost { record } => self.adopt_lost(*record),
             Command::SetLimits { limits, reply } => {
                 self.cfg.drain_timeout = limits.drain_timeout;
                 self.cfg.step_tolerance = limits.step_tolerance;
