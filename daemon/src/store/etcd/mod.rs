@@ -487,6 +487,11 @@ impl EtcdCoord {
             let p = value
                 .and_then(|v| serde_json::from_slice::<GlobalPause>(&v).ok())
                 .unwrap_or_default();
+            // Kept locally too: a node started while etcd is unreachable
+            // schedules with the last pause state it knew.
+            if let Err(e) = self.mirror.set_global_pause(p.clone()).await {
+                warn!("cannot keep the global pause state locally: {e}");
+            }
             self.pause.send_if_modified(|cur| {
                 let changed = *cur != p;
                 *cur = p;
@@ -1111,12 +1116,21 @@ impl CoordStore for EtcdCoord {
         }
     }
 
+    /// From etcd; while etcd is unreachable, the last state this node saw
+    /// (kept in its state dir, so also across a restart).
     async fn global_pause(&self) -> Result<GlobalPause> {
         let mut kv = self.etcd.client.kv_client();
-        let resp = self
+        let resp = match self
             .etcd
             .call("read pause", kv.get(self.keys.paused(), None))
-            .await?;
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                warn!("{e}; using the last known global pause state");
+                return self.mirror.global_pause().await;
+            }
+        };
         Ok(resp
             .kvs()
             .first()
