@@ -27,13 +27,13 @@
 
 use std::collections::HashMap;
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use etcd_client::{Txn, TxnOp, TxnOpResponse, TxnResponse};
 use futures::future::join_all;
 use jiff::Timestamp;
 use tracing::warn;
 
-use super::keys::{instant_key, Watermark};
-use super::{backend, gets, reply_lost, rev, EtcdCoord, CLAIM_TRIES};
+use super::keys::Watermark;
+use super::{backend, gets, reply_lost, EtcdCoord, CLAIM_TRIES};
 use crate::store::{ClaimOutcome, ClaimRequest, CoordStore, Result};
 use cronsun_proto::job::JobKind;
 use cronsun_proto::run::RunStatus;
@@ -113,7 +113,7 @@ impl EtcdCoord {
     }
 
     /// `concurrency = "forbid"`: the claim also takes the job's `active/` key.
-    fn holds_active(&self, req: &ClaimRequest) -> bool {
+    pub(super) fn holds_active(&self, req: &ClaimRequest) -> bool {
         req.record.status == RunStatus::Running && self.known(&req.job_id).is_some_and(|k| k.forbid)
     }
 
@@ -142,66 +142,19 @@ impl EtcdCoord {
     /// known to be), so each claim goes through the single path.
     async fn try_batch(&self, batch: &[&ClaimRequest]) -> Option<Vec<Result<ClaimOutcome>>> {
         let lease = self.member.lease()?;
-        let nonce = format!(
-            "{}.{}",
-            self.member.boot(),
-            self.attempts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let clock_ms = Timestamp::now().as_millisecond();
-        let node_key = self.keys.node(&self.node.id);
-        let mut when = vec![Compare::lease(node_key.as_str(), CompareOp::Equal, lease)];
+        let nonce = self.next_nonce();
+        let mut when = vec![self.lease_compare(lease)];
         let mut marks = Vec::with_capacity(batch.len());
-        let mut running = Vec::new();
+        let mut held = Vec::new();
         for req in batch {
-            let claim_key = self.keys.claim(&req.job_id);
-            when.push(Compare::value(
-                claim_key.as_str(),
-                CompareOp::Less,
-                instant_key(req.instant),
-            ));
-            when.push(Compare::mod_revision(
-                self.keys.job(&req.job_id),
-                CompareOp::Equal,
-                rev(req.job_revision),
-            ));
-            let mark = Watermark {
-                instant: req.instant,
-                by: self.node.id.clone(),
-                nonce: nonce.clone(),
-                clock_ms,
-            };
-            marks.push(TxnOp::put(
-                claim_key,
-                mark.encode(),
-                Some(PutOptions::new().with_prev_key()),
-            ));
-            if req.record.status == RunStatus::Running {
-                running.push(TxnOp::put(
-                    self.keys.running(&self.node.id, &req.record.run_id),
-                    req.record.record_id(),
-                    Some(PutOptions::new().with_lease(lease)),
-                ));
-            }
-            if self.holds_active(req) {
-                // A previous run still active anywhere fails the batch; the
-                // single path then records this instant `skipped`.
-                let active = self.keys.active(&req.job_id);
-                when.push(Compare::create_revision(
-                    active.as_str(),
-                    CompareOp::Equal,
-                    0,
-                ));
-                running.push(TxnOp::put(
-                    active,
-                    req.record.record_id(),
-                    Some(PutOptions::new().with_lease(lease)),
-                ));
-            }
+            let ops = self.claim_ops(req, lease, &nonce, self.holds_active(req));
+            when.extend(ops.when);
+            marks.push(ops.mark);
+            held.extend(ops.held);
         }
         // Watermark puts first: their answers (previous values) line up
         // with the batch.
-        marks.extend(running);
+        marks.extend(held);
         let first_claim = self.keys.claim(&batch.first()?.job_id);
         let txn = Txn::new()
             .when(when)

@@ -137,6 +137,17 @@ impl KnownJob {
     }
 }
 
+/// One claim's part of a claim transaction.
+struct ClaimOps {
+    /// Watermark below the instant, job at the scheduled revision, and (for
+    /// `forbid`) no active run anywhere.
+    when: Vec<Compare>,
+    /// The watermark put (with its previous value).
+    mark: TxnOp,
+    /// Keys held under the node's lease: `running/` and `active/`.
+    held: Vec<TxnOp>,
+}
+
 /// A claim transaction's answer before the forbid rule is applied.
 enum Claimed {
     Done(ClaimOutcome),
@@ -678,8 +689,7 @@ impl EtcdCoord {
     }
 
     async fn claim_with(&self, req: ClaimRequest, lease: i64) -> Result<ClaimOutcome> {
-        let forbid = req.record.status == RunStatus::Running
-            && self.known(&req.job_id).is_some_and(|k| k.forbid);
+        let forbid = self.holds_active(&req);
         match self.try_claim(req.clone(), lease, forbid).await? {
             Claimed::Done(out) => Ok(out),
             Claimed::Busy(holder) => {
@@ -704,58 +714,87 @@ impl EtcdCoord {
         }
     }
 
-    /// One claim transaction (retried with the same nonce when the reply
-    /// is lost; the nonce read back tells whether it was applied).
-    async fn try_claim(&self, req: ClaimRequest, lease: i64, forbid: bool) -> Result<Claimed> {
+    /// A fresh claim nonce, `<boot>.<n>` ([`Watermark::claimed_by_boot`]
+    /// reads the boot part back).
+    fn next_nonce(&self) -> String {
         let n = self.attempts.fetch_add(1, Ordering::Relaxed);
-        let nonce = format!("{}.{n}", self.member.boot());
+        format!("{}.{n}", self.member.boot())
+    }
+
+    /// What one claim of `req` compares and writes (DESIGN §3), without the
+    /// node's lease compare (one per transaction, however many claims).
+    fn claim_ops(&self, req: &ClaimRequest, lease: i64, nonce: &str, forbid: bool) -> ClaimOps {
         let claim_key = self.keys.claim(&req.job_id);
-        let job_key = self.keys.job(&req.job_id);
-        let node_key = self.keys.node(&self.node.id);
-        let active_key = self.keys.active(&req.job_id);
         let mark = Watermark {
             instant: req.instant,
             by: self.node.id.clone(),
-            nonce: nonce.clone(),
+            nonce: nonce.to_string(),
             clock_ms: Timestamp::now().as_millisecond(),
         };
-        let mut when = vec![
-            Compare::value(
-                claim_key.as_str(),
-                CompareOp::Less,
-                instant_key(req.instant),
+        let mut ops = ClaimOps {
+            when: vec![
+                Compare::value(
+                    claim_key.as_str(),
+                    CompareOp::Less,
+                    instant_key(req.instant),
+                ),
+                Compare::mod_revision(
+                    self.keys.job(&req.job_id),
+                    CompareOp::Equal,
+                    rev(req.job_revision),
+                ),
+            ],
+            mark: TxnOp::put(
+                claim_key,
+                mark.encode(),
+                Some(PutOptions::new().with_prev_key()),
             ),
-            Compare::mod_revision(job_key.as_str(), CompareOp::Equal, rev(req.job_revision)),
-            Compare::lease(node_key.as_str(), CompareOp::Equal, lease),
-        ];
-        let mut then = vec![TxnOp::put(
-            claim_key.as_str(),
-            mark.encode(),
-            Some(PutOptions::new().with_prev_key()),
-        )];
-        let mut otherwise = vec![
-            TxnOp::get(claim_key.as_str(), None),
-            TxnOp::get(job_key.as_str(), None),
-        ];
+            held: Vec::new(),
+        };
         if req.record.status == RunStatus::Running {
-            then.push(TxnOp::put(
+            ops.held.push(TxnOp::put(
                 self.keys.running(&self.node.id, &req.record.run_id),
                 req.record.record_id(),
                 Some(PutOptions::new().with_lease(lease)),
             ));
         }
         if forbid {
-            when.push(Compare::create_revision(
+            let active_key = self.keys.active(&req.job_id);
+            ops.when.push(Compare::create_revision(
                 active_key.as_str(),
                 CompareOp::Equal,
                 0,
             ));
-            then.push(TxnOp::put(
-                active_key.as_str(),
+            ops.held.push(TxnOp::put(
+                active_key,
                 req.record.record_id(),
                 Some(PutOptions::new().with_lease(lease)),
             ));
-            otherwise.push(TxnOp::get(active_key.as_str(), None));
+        }
+        ops
+    }
+
+    /// The node's lease compare every claim transaction carries once.
+    fn lease_compare(&self, lease: i64) -> Compare {
+        Compare::lease(self.keys.node(&self.node.id), CompareOp::Equal, lease)
+    }
+
+    /// One claim transaction (retried with the same nonce when the reply
+    /// is lost; the nonce read back tells whether it was applied).
+    async fn try_claim(&self, req: ClaimRequest, lease: i64, forbid: bool) -> Result<Claimed> {
+        let nonce = self.next_nonce();
+        let claim_key = self.keys.claim(&req.job_id);
+        let ops = self.claim_ops(&req, lease, &nonce, forbid);
+        let mut when = ops.when;
+        when.push(self.lease_compare(lease));
+        let mut then = vec![ops.mark];
+        then.extend(ops.held);
+        let mut otherwise = vec![
+            TxnOp::get(claim_key.as_str(), None),
+            TxnOp::get(self.keys.job(&req.job_id), None),
+        ];
+        if forbid {
+            otherwise.push(TxnOp::get(self.keys.active(&req.job_id), None));
         }
         let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
         let mut kv = self.etcd.client.kv_client();
