@@ -62,10 +62,15 @@ impl EtcdCoord {
         if !later.is_empty() {
             let ids: Vec<&str> = later.iter().map(|&i| reqs[i].job_id.as_str()).collect();
             if let Ok(marks) = self.read_watermarks(&ids).await {
+                let boot = self.member.boot();
                 for &i in &later {
+                    let (job, t) = (&reqs[i].job_id, reqs[i].instant);
+                    // Not this boot's own earlier claim of the instant (its
+                    // outcome was unknown): the transaction path tells that
+                    // one as won, so its run still gets a record.
                     if let Some(w) = marks
-                        .get(&reqs[i].job_id)
-                        .filter(|w| w.instant >= reqs[i].instant)
+                        .get(job)
+                        .filter(|w| w.instant >= t && !w.claimed_by_boot(&boot, t))
                     {
                         answers[i] = Some(Ok(ClaimOutcome::Decided {
                             watermark: w.instant,
