@@ -7,6 +7,8 @@
 # ports with its own data dir and stops it by pid; CRONSUN_ETCD names another
 # binary (e.g. a newer etcd built with `go install`).
 set -euo pipefail
+# shellcheck source=scripts/services/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 etcd_install() {
   local missing=()
@@ -22,9 +24,7 @@ etcd_install() {
     return 1
   fi
   echo "etcd.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+  apt_install "${missing[@]}"
   # The Debian package starts a system etcd on :2379 where systemd runs; the
   # tests never use it (they start their own), so leave it stopped.
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

@@ -6,6 +6,8 @@
 # The test makes and removes everything itself (tests/src/netns.rs); it needs
 # root and skips, saying why, where namespaces cannot be made.
 set -euo pipefail
+# shellcheck source=scripts/services/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 netns_install() {
   local missing=()
@@ -19,9 +21,7 @@ netns_install() {
     return 0
   fi
   echo "netns.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+  apt_install "${missing[@]}"
 }
 
 case "${1:-install}" in
