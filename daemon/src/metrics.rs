@@ -50,7 +50,8 @@ pub struct Metrics {
     /// 1 while the MongoDB run store answers, 0 while it does not.
     pub run_store_up: Gauge,
     pub lost_reappeared: Counter,
-    /// Claim asked → answered (including the first record's durable write), seconds.
+    /// Claim asked → answered (including the first records' durable
+    /// writes), seconds; one observation per chunk of claims asked together.
     pub claim_latency: Histogram,
     /// Claims answered only after their instant (the run started late).
     pub claims_late: Counter,
@@ -156,7 +157,7 @@ impl Metrics {
         let claim_latency = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         registry.register(
             "claim_latency_seconds",
-            "Time to claim an instant in the coordination store, first record durable",
+            "Time to claim a chunk of instants (up to 40, asked together) in the coordination store, first records durable",
             claim_latency.clone(),
         );
         let claims_late = Counter::default();
